@@ -1,0 +1,283 @@
+"""Export a Hugging Face ``LlamaForCausalLM`` checkpoint plus its SentencePiece model to GGUF.
+
+GGUF is what llama.cpp, and therefore Ollama, loads. The export reads the checkpoint with safetensors
+and ``config.json`` as plain JSON, so it needs neither the model class nor a GPU, and it does not depend
+on how a given transformers release names config attributes (transformers 5 keeps rope theta in
+``rope_parameters["rope_theta"]``; older checkpoints have a top-level ``rope_theta``).
+
+The vocabulary comes from ``SentencePieceProcessor``, not ``sentencepiece_model_pb2``, which fails to
+import next to protobuf 6. The processor exposes no "is user defined" query and a score heuristic is
+wrong for BPE (the first learned merge scores -0.0, the same as the markers), so piece types are read
+from the serialized model proto with a minimal wire-format reader and cross-checked against the
+processor's ``is_unknown``/``is_control``/``is_byte``/``is_unused``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import gguf
+import numpy as np
+import sentencepiece as spm
+from safetensors import safe_open
+
+# SentencePiece ModelProto.SentencePiece.Type, which GGUF's token_type reuses.
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+
+_GLOBAL_NAMES = {
+    "model.embed_tokens": "token_embd",
+    "model.norm": "output_norm",
+    "lm_head": "output",
+}
+_LAYER_NAMES = {
+    "input_layernorm": "attn_norm",
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "post_attention_layernorm": "ffn_norm",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+}
+_LAYER_RE = re.compile(r"model\.layers\.(\d+)\.(.+)\.(weight|bias)")
+
+
+def permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Reorder q/k rows from HF's half-split rotary layout to llama.cpp's interleaved one.
+
+    Same operation as ``permute`` in llama.cpp's convert_hf_to_gguf.py; k uses the KV head count.
+    """
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Inverse of :func:`permute`, to compare GGUF q/k tensors with the HF checkpoint."""
+    return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _proto_fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
+    """Yield (field number, value) of a protobuf message; enough wire format for ModelProto."""
+    pos = 0
+    while pos < len(buf):
+        key, pos = _varint(buf, pos)
+        wire = key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+            yield key >> 3, value
+            continue
+        if wire == 2:
+            size, pos = _varint(buf, pos)
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        yield key >> 3, buf[pos : pos + size]
+        pos += size
+
+
+def piece_types(sp: spm.SentencePieceProcessor) -> list[int]:
+    """Return the SentencePiece type of every id, USER_DEFINED included (see the module docstring)."""
+    types = []
+    for field, piece in _proto_fields(sp.serialized_model_proto()):
+        if field == 1:  # ModelProto.pieces
+            kind = NORMAL  # proto2 default when the field is absent
+            for sub, value in _proto_fields(piece):  # type: ignore[arg-type]
+                if sub == 3:
+                    kind = int(value)  # type: ignore[arg-type]
+            types.append(kind)
+    if len(types) != sp.get_piece_size():
+        raise ValueError(f"model proto has {len(types)} pieces, processor {sp.get_piece_size()}")
+    checks = ((UNKNOWN, sp.is_unknown), (CONTROL, sp.is_control), (BYTE, sp.is_byte), (UNUSED, sp.is_unused))
+    for i, kind in enumerate(types):
+        for expected, query in checks:
+            if (kind == expected) != bool(query(i)):
+                raise ValueError(
+                    f"piece {i} {sp.id_to_piece(i)!r}: proto type {kind} disagrees with processor"
+                )
+    return types
+
+
+def _rope_theta(cfg: dict[str, Any]) -> float:
+    params = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    if rope_type != "default":
+        # llama3/linear/yarn scaling need extra GGUF keys or a rope_freqs tensor; refuse, don't mis-export.
+        raise NotImplementedError(f"rope_type {rope_type!r} is not supported by this exporter")
+    return float(params.get("rope_theta", cfg.get("rope_theta", 10000.0)))
+
+
+def _gguf_name(hf_name: str) -> str | None:
+    """Map an HF tensor name to llama.cpp's; None means "not exported" (derived buffers)."""
+    if hf_name.endswith("rotary_emb.inv_freq"):
+        return None
+    base, _, suffix = hf_name.rpartition(".")
+    if base in _GLOBAL_NAMES:
+        return f"{_GLOBAL_NAMES[base]}.{suffix}"
+    m = _LAYER_RE.fullmatch(hf_name)
+    if m and m.group(2) in _LAYER_NAMES:
+        return f"blk.{m.group(1)}.{_LAYER_NAMES[m.group(2)]}.{m.group(3)}"
+    raise ValueError(f"no GGUF name for checkpoint tensor {hf_name!r}")  # never drop weights silently
+
+
+def _read_tensors(hf_dir: Path) -> dict[str, np.ndarray]:
+    files = sorted(hf_dir.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no .safetensors file in {hf_dir}")
+    out: dict[str, np.ndarray] = {}
+    for file in files:
+        with safe_open(str(file), framework="pt") as f:  # "pt" so bf16 checkpoints load too
+            for key in f.keys():  # noqa: SIM118 (safe_open is not iterable)
+                out[key] = f.get_tensor(key).float().numpy()
+    return out
+
+
+@contextmanager
+def _atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside ``path``, renamed over it on success: readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def export_gguf(
+    hf_dir: Path, spm_model: Path, out_path: Path, *, name: str = "gocoder", dtype: str = "f32"
+) -> dict[str, Any]:
+    """Write ``out_path`` atomically and return a summary.
+
+    ``dtype="f16"`` halves the file by storing matrices as F16; 1-D norms stay F32, as llama.cpp's
+    converter does, because ggml's norm kernels expect F32.
+    """
+    if dtype not in ("f32", "f16"):
+        raise ValueError(f"dtype must be 'f32' or 'f16', not {dtype!r}")
+    hf_dir, out_path = Path(hf_dir), Path(out_path)
+    cfg = json.loads((hf_dir / "config.json").read_text())
+    if cfg.get("model_type") != "llama" or cfg.get("hidden_act", "silu") != "silu":
+        raise ValueError("only llama checkpoints with SiLU MLPs are supported")
+    n_head = cfg["num_attention_heads"]
+    n_kv = cfg.get("num_key_value_heads") or n_head
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // n_head
+    tied = bool(cfg.get("tie_word_embeddings", False))
+
+    sp = spm.SentencePieceProcessor(model_file=str(spm_model))
+    n_vocab = sp.get_piece_size()
+    if n_vocab != cfg["vocab_size"]:
+        raise ValueError(f"tokenizer has {n_vocab} pieces, model vocab_size is {cfg['vocab_size']}")
+
+    tensors: dict[str, np.ndarray] = {}
+    for hf_name, w in _read_tensors(hf_dir).items():
+        gname = _gguf_name(hf_name)
+        if gname is None or (tied and gname == "output.weight"):
+            continue
+        if gname.split(".")[-2] in ("attn_q", "attn_k"):
+            w = permute(w, n_head if ".attn_q." in gname else n_kv)
+        if dtype == "f16" and w.ndim == 2:
+            w = w.astype(np.float16)
+        tensors[gname] = np.ascontiguousarray(w)
+    if not tied and "output.weight" not in tensors:
+        raise ValueError("untied checkpoint without lm_head.weight")
+
+    with _atomic_path(out_path) as tmp:
+        writer = gguf.GGUFWriter(tmp, "llama")
+        writer.add_name(name)
+        writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if dtype == "f16" else gguf.LlamaFileType.ALL_F32)
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        writer.add_vocab_size(n_vocab)
+        writer.add_context_length(cfg["max_position_embeddings"])
+        writer.add_embedding_length(cfg["hidden_size"])
+        writer.add_block_count(cfg["num_hidden_layers"])
+        writer.add_feed_forward_length(cfg["intermediate_size"])
+        writer.add_head_count(n_head)
+        writer.add_head_count_kv(n_kv)
+        writer.add_layer_norm_rms_eps(float(cfg["rms_norm_eps"]))
+        writer.add_rope_freq_base(_rope_theta(cfg))
+        writer.add_rope_dimension_count(head_dim)
+        if head_dim != cfg["hidden_size"] // n_head:
+            writer.add_key_length(head_dim)
+            writer.add_value_length(head_dim)
+
+        writer.add_tokenizer_model("llama")
+        writer.add_token_list([sp.id_to_piece(i) for i in range(n_vocab)])
+        writer.add_token_scores([float(sp.get_score(i)) for i in range(n_vocab)])
+        writer.add_token_types(piece_types(sp))
+        for setter, token_id in (
+            (writer.add_bos_token_id, sp.bos_id()),
+            (writer.add_eos_token_id, sp.eos_id()),
+            (writer.add_unk_token_id, sp.unk_id()),
+            (writer.add_pad_token_id, sp.pad_id()),
+        ):
+            if token_id >= 0:  # SentencePiece uses -1 for "disabled"
+                setter(token_id)
+        # The training data was encoded without BOS and without a dummy "▁" prefix; match it.
+        writer.add_add_bos_token(False)
+        writer.add_add_eos_token(False)
+        writer.add_add_space_prefix(False)
+
+        for gname, w in tensors.items():
+            writer.add_tensor(gname, w)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    return {
+        "path": str(out_path),
+        "n_tensors": len(tensors),
+        "bytes": out_path.stat().st_size,
+        "vocab_size": n_vocab,
+        "dtype": dtype,
+    }
+
+
+def write_modelfile(gguf_path: Path, out_path: Path, num_ctx: int, *, temperature: float = 0.2) -> str:
+    """Write an Ollama Modelfile for ``gguf_path``; returns its text.
+
+    The stop string and the context limit are read from the GGUF itself, so the Modelfile cannot
+    disagree with the model it points at. FROM is relative to the Modelfile, as Ollama resolves it.
+    """
+    gguf_path, out_path = Path(gguf_path), Path(out_path)
+    reader = gguf.GGUFReader(gguf_path)
+
+    def field(key: str) -> Any:
+        f = reader.get_field(key)
+        if f is None:
+            raise ValueError(f"{gguf_path} has no {key}")
+        return f
+
+    eos_piece = field("tokenizer.ggml.tokens").contents(field("tokenizer.ggml.eos_token_id").contents())
+    n_ctx_train = field("llama.context_length").contents()
+    if not 0 < num_ctx <= n_ctx_train:
+        raise ValueError(f"num_ctx {num_ctx} outside 1..{n_ctx_train} (the model's context_length)")
+    rel = os.path.relpath(gguf_path.resolve(), out_path.parent.resolve())
+    ref = rel if rel.startswith("..") else f"./{rel}"
+    text = (
+        f"FROM {ref}\n"
+        f"PARAMETER num_ctx {num_ctx}\n"
+        f"PARAMETER stop {json.dumps(eos_piece)}\n"
+        f"PARAMETER temperature {temperature}\n"
+    )
+    with _atomic_path(out_path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return text

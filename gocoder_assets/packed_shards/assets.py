@@ -1,0 +1,44 @@
+"""packed_shards: each repository's token ids in an llm.c shard, assigned to train or val."""
+
+
+import dagster as dg
+
+from gocoder_assets.categorized_records.assets import categorized_records
+from gocoder_assets.metadata import counts_metadata
+from gocoder_assets.packed_shards.pack import assign_splits, pack_partition
+from gocoder_assets.partitions import per_repo_backfill, repos_partitions
+from gocoder_assets.repo_list.assets import repo_list
+from gocoder_assets.repo_list.repos import read_repo_list
+from gocoder_assets.resources import StorageResource
+from gocoder_assets.storage import read_json, write_json
+from gocoder_assets.tokenizer_model.assets import INFO_FILE, tokenizer_model
+from gocoder_assets.tokenizer_model.train import load_processor
+
+
+class PackConfig(dg.Config):
+    val_fraction: float = 0.05
+
+
+@dg.asset(
+    partitions_def=repos_partitions,
+    backfill_policy=per_repo_backfill,
+    deps=[repo_list, categorized_records, tokenizer_model],
+    code_version="1",
+    group_name="tokenize",
+    kinds={"numpy"},
+)
+def packed_shards(
+    context: dg.AssetExecutionContext, config: PackConfig, storage: StorageResource
+) -> dg.MaterializeResult:
+    """Records encoded and EOS-separated; the manifest names the split and the tokenizer hash."""
+    layout = storage.layout()
+    splits = assign_splits(list(read_repo_list(layout.repo_list_file)), config.val_fraction)
+    sp = load_processor(layout.tokenizer_dir)
+    tokenizer_sha = read_json(layout.tokenizer_dir / INFO_FILE)["sha256"]
+    per_partition = {}
+    for key in context.partition_keys:
+        stats = pack_partition(layout.categorized_file(key), layout.shard_file(key), sp)
+        manifest = {**stats, "split": splits[key], "tokenizer_sha256": tokenizer_sha, "vocab_size": sp.vocab_size()}
+        write_json(layout.shard_manifest(key), manifest)
+        per_partition[key] = {**stats, f"{splits[key]}_tokens": stats["tokens"]}
+    return dg.MaterializeResult(metadata=counts_metadata(per_partition))

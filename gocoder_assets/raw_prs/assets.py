@@ -1,0 +1,39 @@
+"""raw_prs: everything the source holds for one repository, archived as collected."""
+
+
+import dagster as dg
+
+from gocoder_assets.metadata import counts_metadata
+from gocoder_assets.partitions import per_repo_backfill, repos_partitions
+from gocoder_assets.raw_prs.archive import write_raw
+from gocoder_assets.repo_list.assets import repo_list
+from gocoder_assets.repo_list.repos import read_repo_list
+from gocoder_assets.resources import RepoSourceResource, StorageResource
+
+
+@dg.asset(
+    partitions_def=repos_partitions,
+    backfill_policy=per_repo_backfill,
+    deps=[repo_list],
+    code_version="1",
+    group_name="collect",
+    kinds={"json"},
+)
+def raw_prs(
+    context: dg.AssetExecutionContext, source: RepoSourceResource, storage: StorageResource
+) -> dg.MaterializeResult:
+    """Change records (PRs/commits), README, file tree and source files of each repo."""
+    layout = storage.layout()
+    repos = read_repo_list(layout.repo_list_file)
+    src = source.get_source()
+    per_partition = {}
+    for key in context.partition_keys:
+        if key not in repos:
+            raise KeyError(f"partition {key!r} is not in repo_list: re-materialize repo_list")
+        stats = write_raw(src.collect(repos[key]), layout.raw_records_file(key))
+        counts = {f"records:{k}": v for k, v in stats["kinds"].items()}
+        counts.update({f"skipped:{k}": v for k, v in stats["skips"].items()})
+        counts["text_bytes"] = stats["text_bytes"]
+        per_partition[key] = counts
+        context.log.info(f"{key}: {counts}")
+    return dg.MaterializeResult(metadata=counts_metadata(per_partition))

@@ -1,0 +1,78 @@
+"""Every side effect lives behind a resource: the data folder, the repository source, the GPU.
+
+Assets ask resources for Dagster-free objects (`Layout`, a `RepoSource`, a `DeviceChoice`)
+and hand those to plain functions, so tests can swap a resource for a fake or call the
+functions directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import dagster as dg
+
+from gocoder_assets.sources.base import RepoSource
+from gocoder_assets.storage import Layout
+
+if TYPE_CHECKING:
+    from gocoder_assets.checkpoint.device import DeviceChoice
+
+
+class StorageResource(dg.ConfigurableResource):
+    """The data folder every asset writes under (relative paths resolve from the cwd)."""
+
+    root: str = "data"
+
+    def layout(self) -> Layout:
+        return Layout(Path(self.root))
+
+
+class RepoSourceResource(dg.ConfigurableResource):
+    """Where repositories come from. Subclasses implement `get_source`.
+
+    The assets depend on this base type only, so the GitHub source drops in as another
+    subclass bound to the same resource key.
+    """
+
+    def get_source(self) -> RepoSource:
+        raise NotImplementedError
+
+
+class LocalSourceResource(RepoSourceResource):
+    """Offline source: a folder of git clones if given, else the Go distribution's source.
+
+    ``packages`` limits the Go distribution to some top-level directories of ``src/``
+    (e.g. a quick demo or the test slice); None means all of them.
+    """
+
+    clones_dir: str | None = None
+    goroot: str | None = None
+    packages: list[str] | None = None
+    max_commits: int = 1000
+
+    def get_source(self) -> RepoSource:
+        if self.clones_dir:
+            from gocoder_assets.sources.git_clones import GitClonesSource  # noqa: PLC0415
+
+            return GitClonesSource(Path(self.clones_dir), max_commits=self.max_commits)
+        from gocoder_assets.sources.goroot import GoRootSource  # noqa: PLC0415
+
+        return GoRootSource(goroot=Path(self.goroot) if self.goroot else None, packages=self.packages)
+
+
+class GPUResource(dg.ConfigurableResource):
+    """Picks the accelerator and precision for training: CUDA, ROCm (HIP build of torch) or CPU.
+
+    ``device``: auto | cuda | rocm | mps | cpu. ``precision``: auto (bf16 autocast where the
+    hardware supports it) | bf16 | fp16 | fp32. ``compile`` turns on torch.compile.
+    """
+
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+
+    def choice(self) -> DeviceChoice:
+        from gocoder_assets.checkpoint.device import pick_device  # noqa: PLC0415
+
+        return pick_device(self.device, self.precision)

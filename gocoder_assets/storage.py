@@ -1,0 +1,139 @@
+"""Where every artifact lives on disk, and how it gets there atomically.
+
+One folder per asset, one sub-folder per partition. Partition keys are repository names
+that contain ``/`` (Dagster allows it), so they are percent-encoded into a single path
+segment. Every write goes to a temporary sibling first and is renamed into place, so a
+run killed mid-write never leaves a partial artifact that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def key_to_dirname(key: str) -> str:
+    """Injective, filesystem-safe folder name for a partition key (never ``.``/``..``)."""
+    name = urllib.parse.quote(key, safe="")
+    if name.startswith("."):
+        name = "%2E" + name[1:]
+    return name
+
+
+class Layout:
+    """The data folder's layout. Dagster-free so tests and scripts can use it directly."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).resolve()
+
+    def asset_dir(self, asset: str) -> Path:
+        path = self.root / asset
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def partition_dir(self, asset: str, key: str) -> Path:
+        path = self.asset_dir(asset) / key_to_dirname(key)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # Named files, so no module spells a path by hand.
+    @property
+    def repo_list_file(self) -> Path:
+        return self.asset_dir("repo_list") / "repos.parquet"
+
+    def raw_records_file(self, key: str) -> Path:
+        return self.partition_dir("raw_prs", key) / "records.jsonl.gz"
+
+    def categorized_file(self, key: str) -> Path:
+        return self.partition_dir("categorized_records", key) / "records.parquet"
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.asset_dir("tokenizer_model")
+
+    def shard_file(self, key: str) -> Path:
+        return self.partition_dir("packed_shards", key) / "tokens.bin"
+
+    def shard_manifest(self, key: str) -> Path:
+        return self.partition_dir("packed_shards", key) / "manifest.json"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.asset_dir("checkpoint") / "hf"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.asset_dir("checkpoint") / "tensorboard"
+
+    @property
+    def gguf_dir(self) -> Path:
+        return self.asset_dir("gguf_model")
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; rename it over ``path`` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Yield an empty temp folder beside ``path``; swap it in for ``path`` on success."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_parquet(rows: Iterator[dict[str, Any]], path: Path, schema: Any, batch_rows: int = 512) -> int:
+    """Stream dict rows into a Parquet file in batches (memory bounded by one batch); atomic."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    n = 0
+    with atomic_file(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        batch: list[dict[str, Any]] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= batch_rows:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                n += len(batch)
+                batch = []
+        if batch or n == 0:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            n += len(batch)
+    return n

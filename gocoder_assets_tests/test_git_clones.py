@@ -1,0 +1,221 @@
+"""GitClonesSource against real git repositories built in a temporary directory.
+
+Every expectation is checked against what git itself prints (``git log``, ``git show``), so
+the test pins the source to git's view of the history rather than to hand-written values.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gocoder_assets.sources import base, git_clones
+from gocoder_assets.sources.git_clones import GitClonesSource, detect_license, parse_remote
+
+MIT = """MIT License
+
+Copyright (c) 2024 Acme
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction.
+"""
+FIX_BODY = "The tokenizer dropped the last token\nwhen the input had no newline.\n\nFixes #41."
+
+
+def _env(n: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    date = f"2024-01-{n:02d}T12:00:00+00:00"
+    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, GIT_AUTHOR_DATE=date,
+               GIT_COMMITTER_DATE=date, LC_ALL="C")
+    return env
+
+
+def git(repo: Path, *args: str, n: int = 1) -> bytes:
+    cmd = ["git", "-c", "user.name=Ada Lovelace", "-c", "user.email=ada@example.com", "-C", str(repo), *args]
+    return subprocess.run(cmd, check=True, capture_output=True, env=_env(n)).stdout
+
+
+def gits(repo: Path, *args: str) -> str:
+    return git(repo, *args).decode()
+
+
+def commit(repo: Path, n: int, message: str, *paths: str) -> None:
+    git(repo, "add", *(paths or ["-A"]), n=n)
+    git(repo, "commit", "-q", "-m", message, n=n)
+
+
+@pytest.fixture(scope="module")
+def clones(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("clones")
+    repo = root / "widget"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "LICENSE").write_text(MIT)
+    (repo / "README.md").write_text("# widget\n")
+    (repo / "go.mod").write_text("module example.com/widget\n\ngo 1.22\n")
+    (repo / "main.go").write_text('package main\n\nfunc main() { println("hi") }\n')
+    (repo / "parser.go").write_text("package main\n\nfunc parse(s string) string { return s[:len(s)-1] }\n")
+    (repo / "old.go").write_text("package main\n\nvar old = 1\n")
+    (repo / "logo.png").write_bytes(b"\x89PNG\0\0")
+    commit(repo, 1, "Initial import")
+    (repo / "parser.go").write_text("package main\n\nfunc parse(s string) string { return s }\n")
+    commit(repo, 2, f"Fix parser bug (#42)\n\n{FIX_BODY}\n")
+    (repo / "old.go").unlink()
+    commit(repo, 3, "Remove old.go")
+    (repo / "blob.go").write_bytes(b"package main\n\0\0\0binary\n")
+    (repo / "latin1.go").write_bytes(b"package main // caf\xe9\n")
+    (repo / "link.go").symlink_to("main.go")
+    git(repo, "add", "-A")
+    git(repo, "update-index", "--add", "--cacheinfo", f"160000,{'a' * 40},vendor/sub")
+    git(repo, "commit", "-q", "-m", "Add odd files", n=4)
+    git(repo, "checkout", "-q", "-b", "feature")
+    (repo / "feature.go").write_text("package main\n\nvar feature = true\n")
+    commit(repo, 5, "Add feature", "feature.go")
+    git(repo, "checkout", "-q", "main")
+    git(repo, "merge", "-q", "--no-ff", "-m", "Merge branch feature", "feature", n=6)
+    (repo / "main.go").write_text('package main\n\nfunc main() { println("hello") }\n')
+    commit(repo, 7, "Say hello", "main.go")  # not -A: that would drop the gitlink
+    git(repo, "remote", "add", "origin", "https://user:secret@github.com/acme/widget.git")
+
+    lonely = root / "lonely"  # bare, no remote
+    git(root, "clone", "-q", "--bare", str(repo), str(lonely))
+    git(lonely, "remote", "remove", "origin")
+    (root / "notes").mkdir()  # not a repository: skipped
+    (root / "notes" / "todo.txt").write_text("x\n")
+    return root
+
+
+def _widget(clones: Path, **kw: object) -> tuple[Path, base.RepoInfo, list[dict]]:
+    source = GitClonesSource(clones, fetched_at="2024-02-01T00:00:00+00:00", **kw)  # type: ignore[arg-type]
+    info = next(r for r in source.list_repos() if r.full_name == "acme/widget")
+    return clones / "widget", info, list(source.collect(info))
+
+
+def test_list_repos(clones: Path) -> None:
+    repos = GitClonesSource(clones, fetched_at="2024-02-01T00:00:00+00:00").list_repos()
+    assert [r.partition_key for r in repos] == ["acme/widget", "local/lonely"]
+    widget, lonely = repos
+    assert widget.full_name == "acme/widget"
+    assert widget.url == "https://github.com/acme/widget.git"
+    assert "secret" not in widget.url and "user" not in widget.url
+    assert widget.license_spdx == "MIT"
+    assert widget.commit_sha == gits(clones / "widget", "rev-parse", "HEAD").strip()
+    assert (widget.default_branch, widget.source, widget.root, widget.stars) == ("main", "git", "", None)
+    assert widget.fetched_at == "2024-02-01T00:00:00+00:00"
+    assert lonely.url == f"file://{(clones / 'lonely').resolve()}"
+    assert lonely.commit_sha == widget.commit_sha and lonely.license_spdx == "MIT"
+
+
+def test_strict_rejects_non_git_dirs(clones: Path) -> None:
+    with pytest.raises(ValueError, match="notes"):
+        GitClonesSource(clones, strict=True).list_repos()
+
+
+def test_snapshot_records(clones: Path) -> None:
+    repo, _, records = _widget(clones)
+    kinds = [r["kind"] for r in records]
+    assert kinds[0] == "tree" and kinds.count("tree") == 1
+    assert kinds.index("change") > max(i for i, k in enumerate(kinds) if k in ("file", "skip"))
+    git_paths = sorted(gits(repo, "ls-tree", "-r", "--name-only", "HEAD").split("\n")[:-1])
+    assert records[0]["paths"] == git_paths
+    assert "vendor/sub" in git_paths and "logo.png" in git_paths
+    files = {r["path"]: r for r in records if r["kind"] == "file"}
+    assert sorted(files) == ["README.md", "feature.go", "go.mod", "main.go", "parser.go"]
+    for path, rec in files.items():
+        assert rec["text"] == gits(repo, "show", f"HEAD:{path}")
+        assert rec["size"] == len(rec["text"].encode())
+    skips = {r["path"]: r["reason"] for r in records if r["kind"] == "skip"}
+    assert skips == {"blob.go": "binary", "latin1.go": "invalid_utf8", "link.go": "symlink",
+                     "vendor/sub": "submodule"}
+
+
+def test_change_records_match_git(clones: Path) -> None:
+    repo, _, records = _widget(clones)
+    changes = [r for r in records if r["kind"] == "change"]
+    log = gits(repo, "log", "--first-parent", "--no-merges", "--format=%H").split()
+    assert [c["sha"] for c in changes] == log and len(log) == 5
+    merges = gits(repo, "log", "--merges", "--format=%H").split()
+    feature = gits(repo, "rev-parse", "feature").strip()
+    assert merges and not {*merges, feature} & {c["sha"] for c in changes}
+    checked = 0
+    for change in changes:
+        sha = change["sha"]
+        meta = gits(repo, "log", "-1", "--format=%s%x00%b%x00%an%x00%aI", sha)
+        subject, body, author, date = meta.split("\0")
+        assert change["body"] == body.strip()
+        assert (change["author"], change["created_at"], change["comments"]) == (author, date.strip(), [])
+        if change["number"] is None:
+            assert change["title"] == subject
+        else:
+            assert f"{change['title']} (#{change['number']})" == subject
+        parent = gits(repo, "rev-list", "--parents", "-n1", sha).split()[1:]
+        names = gits(repo, "diff-tree", "-r", "--root", "--no-commit-id", "--name-status", "--no-renames",
+                     sha)
+        assert [(f["status"], f["path"]) for f in change["files"]] == [
+            tuple(line.split("\t")) for line in names.splitlines()]
+        for f in change["files"]:
+            shown = git(repo, "show", "--format=", sha, "--", f["path"])
+            expected_diff = shown[shown.index(b"diff --git"):]
+            if "skipped" not in f:
+                assert f["diff"] == expected_diff.decode()
+                checked += 1
+                side = {"before": (parent[0] if parent else None, "A"), "after": (sha, "D")}
+                for key, (rev, absent) in side.items():
+                    want = None if f["status"] == absent else gits(repo, "show", f"{rev}:{f['path']}")
+                    assert f[key] == want, (sha, f["path"], key)
+    assert checked >= 8
+
+    fix = next(c for c in changes if c["number"] == 42)
+    assert (fix["title"], fix["body"], fix["author"]) == ("Fix parser bug", FIX_BODY, "Ada Lovelace")
+    assert fix["created_at"] == "2024-01-02T12:00:00+00:00"
+    (removed,) = next(c for c in changes if c["title"] == "Remove old.go")["files"]
+    assert (removed["path"], removed["status"], removed["after"]) == ("old.go", "D", None)
+    assert removed["before"] == "package main\n\nvar old = 1\n"
+    root = changes[-1]
+    assert root["title"] == "Initial import" and all(f["before"] is None for f in root["files"])
+    odd = {f["path"]: f for f in next(c for c in changes if c["title"] == "Add odd files")["files"]}
+    assert odd["blob.go"]["skipped"] == "binary" and odd["blob.go"]["after"] is None
+    assert "Binary files /dev/null and b/blob.go differ" in odd["blob.go"]["diff"]
+    assert odd["latin1.go"]["skipped"] == "invalid_utf8" and odd["latin1.go"]["after"] is None
+    assert odd["link.go"]["skipped"] == "symlink" and odd["link.go"]["after"] is None
+    assert odd["vendor/sub"]["skipped"] == "submodule"
+
+
+def test_max_commits(clones: Path) -> None:
+    repo, _, records = _widget(clones, max_commits=2)
+    changes = [r["sha"] for r in records if r["kind"] == "change"]
+    assert changes == gits(repo, "log", "--first-parent", "--no-merges", "-n2", "--format=%H").split()
+
+
+def test_shallow_boundary_is_not_a_root(clones: Path, tmp_path: Path) -> None:
+    git(tmp_path, "clone", "-q", "--depth", "2", f"file://{clones / 'widget'}", str(tmp_path / "c" / "w"))
+    info, = GitClonesSource(tmp_path / "c").list_repos()
+    changes = [r["sha"] for r in GitClonesSource(tmp_path / "c").collect(info) if r["kind"] == "change"]
+    assert changes == [info.commit_sha]  # the grafted boundary (the merge) is not reported
+
+
+def test_too_large(clones: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(base, "MAX_FILE_BYTES", 40)
+    monkeypatch.setattr(git_clones, "MAX_FILE_BYTES", 40)
+    _, _, records = _widget(clones)
+    skips = {r["path"]: r["reason"] for r in records if r["kind"] == "skip"}
+    assert skips["main.go"] == "too_large" and "go.mod" not in skips
+
+
+def test_parse_remote_and_license() -> None:
+    assert parse_remote("git@github.com:acme/widget.git") == ("acme/widget", "git@github.com:acme/widget.git")
+    assert parse_remote("ssh://git:pw@host.xz:22/acme/widget") == ("acme/widget", "ssh://host.xz:22/acme/widget")
+    assert parse_remote("file:///srv/git/acme/widget.git")[0] == "acme/widget"
+    assert parse_remote("https://example.com/widget")[0] is None
+    assert detect_license(MIT) == "MIT"
+    assert detect_license("Apache License\n Version 2.0, January 2004\n") == "Apache-2.0"
+    gpl = "GNU GENERAL PUBLIC LICENSE\nVersion 2, June 1991\n... GNU Lesser General Public License ..."
+    assert detect_license(gpl) == "GPL-2.0"
+    assert detect_license("GNU LESSER GENERAL PUBLIC LICENSE Version 2.1, February 1999") == "LGPL-2.1"
+    bsd = "Redistribution and use in source and binary forms ... Neither the name of Google Inc."
+    assert detect_license(bsd) == "BSD-3-Clause"
+    assert detect_license("All rights reserved.") is None

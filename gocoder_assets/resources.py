@@ -40,25 +40,33 @@ class RepoSourceResource(dg.ConfigurableResource):
 
 
 class LocalSourceResource(RepoSourceResource):
-    """Offline source: a folder of git clones if given, else the Go distribution's source.
+    """Offline source: the Go distribution's source, a folder of git clones, or both.
 
     ``packages`` limits the Go distribution to some top-level directories of ``src/``
-    (e.g. a quick demo or the test slice); None means all of them.
+    (a quick demo, the test slice); None means all. ``include_go`` defaults to "only when
+    no clones folder is given", so pointing at your clones trains on them alone.
     """
 
     clones_dir: str | None = None
     goroot: str | None = None
     packages: list[str] | None = None
+    include_go: bool | None = None
     max_commits: int = 1000
 
     def get_source(self) -> RepoSource:
-        if self.clones_dir:
-            from gocoder_assets.sources.git_clones import GitClonesSource  # noqa: PLC0415
-
-            return GitClonesSource(Path(self.clones_dir), max_commits=self.max_commits)
+        from gocoder_assets.sources.base import ChainedSource  # noqa: PLC0415
+        from gocoder_assets.sources.git_clones import GitClonesSource  # noqa: PLC0415
         from gocoder_assets.sources.goroot import GoRootSource  # noqa: PLC0415
 
-        return GoRootSource(goroot=Path(self.goroot) if self.goroot else None, packages=self.packages)
+        sources: dict[str, RepoSource] = {}
+        if self.include_go if self.include_go is not None else not self.clones_dir:
+            goroot = Path(self.goroot) if self.goroot else None
+            sources["goroot"] = GoRootSource(goroot=goroot, packages=self.packages)
+        if self.clones_dir:
+            sources["git"] = GitClonesSource(Path(self.clones_dir), max_commits=self.max_commits)
+        if not sources:
+            raise ValueError("no source configured: set clones_dir or include_go")
+        return ChainedSource(sources)
 
 
 class GPUResource(dg.ConfigurableResource):

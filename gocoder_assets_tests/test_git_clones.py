@@ -6,14 +6,13 @@ the test pins the source to git's view of the history rather than to hand-writte
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from gocoder_assets.sources import base, git_clones
 from gocoder_assets.sources.git_clones import GitClonesSource, detect_license, parse_remote
+from gocoder_assets_tests.gitrepo import commit, git, gits
 
 MIT = """MIT License
 
@@ -24,28 +23,6 @@ of this software and associated documentation files (the "Software"), to deal
 in the Software without restriction.
 """
 FIX_BODY = "The tokenizer dropped the last token\nwhen the input had no newline.\n\nFixes #41."
-
-
-def _env(n: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    date = f"2024-01-{n:02d}T12:00:00+00:00"
-    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, GIT_AUTHOR_DATE=date,
-               GIT_COMMITTER_DATE=date, LC_ALL="C")
-    return env
-
-
-def git(repo: Path, *args: str, n: int = 1) -> bytes:
-    cmd = ["git", "-c", "user.name=Ada Lovelace", "-c", "user.email=ada@example.com", "-C", str(repo), *args]
-    return subprocess.run(cmd, check=True, capture_output=True, env=_env(n)).stdout
-
-
-def gits(repo: Path, *args: str) -> str:
-    return git(repo, *args).decode()
-
-
-def commit(repo: Path, n: int, message: str, *paths: str) -> None:
-    git(repo, "add", *(paths or ["-A"]), n=n)
-    git(repo, "commit", "-q", "-m", message, n=n)
 
 
 @pytest.fixture(scope="module")

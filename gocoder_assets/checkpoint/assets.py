@@ -78,7 +78,7 @@ def checkpoint(
     cfg = TrainConfig(**config.model_dump(), compile=gpu.compile)
     device = gpu.choice()
     context.log.info(f"training {config.preset} on {device.name} ({device.backend}, {device.precision})")
-    tb_dir = layout.tensorboard_dir / context.run_id[:8]
+    tb_dir = layout.tensorboard_dir / context.run.run_id[:8]
     with atomic_dir(layout.checkpoint_dir) as out:
         result = train(cfg, model_config, train_shards, val_shards, out, tb_dir, device, log=context.log.info)
         for name in TOKENIZER_FILES:

@@ -17,9 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,8 @@ import gguf
 import numpy as np
 import sentencepiece as spm
 from safetensors import safe_open
+
+from gocoder_assets.storage import atomic_file
 
 # SentencePiece ModelProto.SentencePiece.Type, which GGUF's token_type reuses.
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
@@ -125,7 +125,7 @@ def _rope_theta(cfg: dict[str, Any]) -> float:
     return float(params.get("rope_theta", cfg.get("rope_theta", 10000.0)))
 
 
-def _gguf_name(hf_name: str) -> str | None:
+def gguf_name(hf_name: str) -> str | None:
     """Map an HF tensor name to llama.cpp's; None means "not exported" (derived buffers)."""
     if hf_name.endswith("rotary_emb.inv_freq"):
         return None
@@ -148,19 +148,6 @@ def _read_tensors(hf_dir: Path) -> dict[str, np.ndarray]:
             for key in f.keys():  # noqa: SIM118 (safe_open is not iterable)
                 out[key] = f.get_tensor(key).float().numpy()
     return out
-
-
-@contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside ``path``, renamed over it on success: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def export_gguf(
@@ -189,7 +176,7 @@ def export_gguf(
 
     tensors: dict[str, np.ndarray] = {}
     for hf_name, w in _read_tensors(hf_dir).items():
-        gname = _gguf_name(hf_name)
+        gname = gguf_name(hf_name)
         if gname is None or (tied and gname == "output.weight"):
             continue
         if gname.split(".")[-2] in ("attn_q", "attn_k"):
@@ -200,7 +187,7 @@ def export_gguf(
     if not tied and "output.weight" not in tensors:
         raise ValueError("untied checkpoint without lm_head.weight")
 
-    with _atomic_path(out_path) as tmp:
+    with atomic_file(out_path) as tmp:
         writer = gguf.GGUFWriter(tmp, "llama")
         writer.add_name(name)
         writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if dtype == "f16" else gguf.LlamaFileType.ALL_F32)
@@ -278,6 +265,6 @@ def write_modelfile(gguf_path: Path, out_path: Path, num_ctx: int, *, temperatur
         f"PARAMETER stop {json.dumps(eos_piece)}\n"
         f"PARAMETER temperature {temperature}\n"
     )
-    with _atomic_path(out_path) as tmp:
+    with atomic_file(out_path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return text

@@ -106,3 +106,22 @@ def is_safe_relpath(path: str) -> bool:
     if not path or path.startswith("/") or "\\" in path or "\x00" in path:
         return False
     return all(part not in ("", ".", "..") for part in path.split("/"))
+
+
+class ChainedSource:
+    """Several sources as one (e.g. the Go distribution plus a folder of clones).
+
+    ``collect`` dispatches on ``RepoInfo.source``, which each source stamps on its repos.
+    """
+
+    def __init__(self, sources: dict[str, RepoSource]) -> None:
+        self.sources = sources
+
+    def list_repos(self) -> list[RepoInfo]:
+        repos = [repo for source in self.sources.values() for repo in source.list_repos()]
+        return sorted(repos, key=lambda r: r.partition_key)
+
+    def collect(self, repo: RepoInfo) -> Iterator[RawRecord]:
+        if repo.source not in self.sources:
+            raise ValueError(f"{repo.partition_key}: no configured source of kind {repo.source!r}")
+        return self.sources[repo.source].collect(repo)

@@ -100,7 +100,7 @@ class ShardSet:
         Full windows come in batches of ``batch``; a shorter last window (or a val set shorter than
         ``ctx``) comes alone, so every budgeted token is scored exactly once.
         """
-        n = min(self.num_tokens - 1, max_tokens)
+        n = max(0, min(self.num_tokens - 1, max_tokens))
         starts = range(0, n - n % ctx, ctx)
         for i in range(0, len(starts), batch):
             yield np.stack([self.read(s, ctx + 1) for s in starts[i : i + batch]])

@@ -1,0 +1,103 @@
+"""The Go-distribution source, the chained source and the categorizer, on planted trees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gocoder_assets.categorized_records.categorize import Categorizer
+from gocoder_assets.sources.base import ChainedSource
+from gocoder_assets.sources.goroot import GoRootSource
+
+
+@pytest.fixture
+def goroot(tmp_path: Path) -> Path:
+    root = tmp_path / "go"
+    pkg = root / "src" / "pkg"
+    (pkg / "testdata").mkdir(parents=True)
+    (pkg / "sub").mkdir()
+    (root / "src" / "other").mkdir()
+    (root / "VERSION").write_text("go1.99.0\ntime x\n")
+    (pkg / "a.go").write_text("package pkg\n\n// A is a.\nconst A = 1\n")
+    (pkg / "README.md").write_text("# pkg\n\nThe pkg package.\n")
+    (pkg / "sub" / "notes.md").write_text("Notes about sub.\n")
+    (pkg / "bin.go").write_bytes(b"package pkg\x00\x01")
+    (pkg / "latin1.go").write_bytes(b"package pkg // caf\xe9\n")
+    (pkg / "big.go").write_text("// x\n" * 300_000)
+    (pkg / "testdata" / "t.go").write_text("package t\n")
+    (pkg / "link.go").symlink_to("/etc/passwd")
+    (pkg / "dirlink").symlink_to("/")
+    (root / "src" / "other" / "o.go").write_text("package other\n")
+    return root
+
+
+def test_goroot_source_collects_text_and_counts_every_skip(goroot: Path) -> None:
+    source = GoRootSource(goroot=goroot, fetched_at="2026-01-01T00:00:00+00:00")
+    repos = source.list_repos()
+    assert [r.partition_key for r in repos] == ["golang/go/src/other", "golang/go/src/pkg"]
+    pkg = repos[1]
+    assert (pkg.commit_sha, pkg.license_spdx, pkg.root) == ("go1.99.0", "BSD-3-Clause", "src/pkg")
+    assert pkg.url == "https://github.com/golang/go/tree/go1.99.0/src/pkg"
+    records = list(source.collect(pkg))
+    tree = records[0]
+    assert tree["kind"] == "tree" and "src/pkg/dirlink" in tree["paths"] and "src/pkg/bin.go" in tree["paths"]
+    files = {r["path"] for r in records if r["kind"] == "file"}
+    assert files == {"src/pkg/a.go", "src/pkg/README.md", "src/pkg/sub/notes.md", "src/pkg/testdata/t.go"}
+    skips = {r["path"]: r["reason"] for r in records if r["kind"] == "skip"}
+    assert skips == {
+        "src/pkg/bin.go": "binary",
+        "src/pkg/latin1.go": "invalid_utf8",
+        "src/pkg/big.go": "too_large",
+        "src/pkg/link.go": "symlink",
+    }
+    assert not any("passwd" in r.get("text", "") or "root:" in r.get("text", "") for r in records)
+
+
+def test_packages_slice_and_unknown_package(goroot: Path) -> None:
+    assert [r.root for r in GoRootSource(goroot=goroot, packages=["pkg"]).list_repos()] == ["src/pkg"]
+    with pytest.raises(ValueError, match="nope"):
+        GoRootSource(goroot=goroot, packages=["nope"]).list_repos()
+
+
+def test_categorizer_tags_and_counts(goroot: Path) -> None:
+    source = GoRootSource(goroot=goroot, packages=["pkg"])
+    repo = source.list_repos()[0]
+    cat = Categorizer(repo)
+    rows = list(cat.run(source.collect(repo)))
+    by_path = {r["path"]: r for r in rows}
+    assert by_path["src/pkg/a.go"]["category"] == "CODE"
+    assert by_path["src/pkg/sub/notes.md"]["category"] == "NAT"
+    overview = by_path["src/pkg"]
+    assert overview["kind"] == "overview" and overview["category"] == "NAT"
+    assert "<STRUCTURE>\n" in overview["text"] and "The pkg package." in overview["text"]
+    assert "testdata" not in overview["text"]  # excluded dirs are left out of the structure too
+    assert "src/pkg/testdata/t.go" not in by_path
+    assert cat.counts["dropped:excluded_dir"] == 1
+    assert cat.counts["dropped:binary"] == cat.counts["dropped:symlink"] == 1
+    assert cat.counts["category:CODE"] == 1 and cat.counts["category:NAT"] == 2
+
+
+def test_text_that_cannot_round_trip_is_counted_not_mangled(goroot: Path) -> None:
+    (goroot / "src" / "pkg" / "a.go").write_text("package pkg // \u2581 lower one eighth block\n")
+    source = GoRootSource(goroot=goroot, packages=["pkg"])
+    repo = source.list_repos()[0]
+    cat = Categorizer(repo)
+    rows = list(cat.run(source.collect(repo)))
+    assert "src/pkg/a.go" not in {r["path"] for r in rows}
+    assert cat.counts["dropped:sp_space_symbol"] == 1
+
+
+def test_chained_source_dispatches_by_kind(goroot: Path) -> None:
+    class Fake:
+        def list_repos(self):  # type: ignore[no-untyped-def]
+            return []
+
+        def collect(self, repo):  # type: ignore[no-untyped-def]
+            raise AssertionError("wrong source")
+
+    chained = ChainedSource({"goroot": GoRootSource(goroot=goroot), "git": Fake()})
+    repos = chained.list_repos()
+    assert next(iter(chained.collect(repos[0])))["kind"] == "tree"
+    with pytest.raises(ValueError, match="github"):
+        ChainedSource({}).collect(repos[0].__class__(**{**repos[0].as_row(), "source": "github"}))

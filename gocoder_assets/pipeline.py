@@ -70,12 +70,73 @@ def materialize_all(
     return results
 
 
+def contiguous_ranges(keys: list[str], wanted: set[str]) -> list[tuple[str, str]]:
+    """Maximal runs of ``wanted`` keys in partition order, as (first, last) ranges."""
+    ranges, start, prev = [], None, None
+    for key in [*keys, None]:
+        if key in wanted:
+            start, prev = start or key, key
+        elif start is not None:
+            ranges.append((start, prev))
+            start = None
+    return ranges
+
+
+def stale_partitions(instance: dg.DagsterInstance, asset: str) -> set[str]:
+    """Partitions of ``asset`` that are missing or stale (e.g. after a tokenizer change)."""
+    # Dagster's own resolver, the one the UI uses; internal API, pinned by dagster==1.13.27.
+    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView  # noqa: PLC0415
+    from dagster._core.definitions.assets.graph.asset_graph import AssetGraph  # noqa: PLC0415
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus  # noqa: PLC0415
+    from dagster._core.definitions.temporal_context import TemporalContext  # noqa: PLC0415
+    from dagster._time import get_current_datetime  # noqa: PLC0415
+
+    graph = AssetGraph.from_assets(ASSETS)
+    view = AssetGraphView(
+        temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+        instance=instance,
+        asset_graph=graph,
+    )
+    resolver = CachingStaleStatusResolver(instance=instance, asset_graph=graph, loading_context=view)
+    keys = instance.get_dynamic_partitions(REPOS)
+    return {k for k in keys if resolver.get_status(dg.AssetKey(asset), k) != StaleStatus.FRESH}
+
+
+def refresh_stale(
+    instance: dg.DagsterInstance,
+    resources: Mapping[str, Any],
+    assets: tuple[str, ...] = ("raw_prs", "categorized_records", "packed_shards"),
+    log: Callable[[str], None] = print,
+) -> dict[str, int]:
+    """Re-materialize only the stale or missing partitions of the per-repo assets, in ranges.
+
+    What the UI's "Materialize stale" cannot do for partitions in bulk (dagster#22553).
+    """
+    refreshed = {}
+    for asset in assets:
+        keys = instance.get_dynamic_partitions(REPOS)
+        stale = stale_partitions(instance, asset)
+        for first, last in contiguous_ranges(keys, stale):
+            tags = {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
+            dg.materialize(ASSETS, selection=[asset], instance=instance, resources=resources, tags=tags)
+        log(f"{asset}: re-materialized {len(stale)} stale or missing partitions")
+        refreshed[asset] = len(stale)
+    return refreshed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default=None, help="model preset (tiny, 125m, 350m)")
     parser.add_argument("--max-steps", type=int, default=None, help="training steps")
     parser.add_argument("--vocab-size", type=int, default=None, help="tokenizer vocabulary size")
+    parser.add_argument(
+        "--refresh-stale", action="store_true", help="only re-materialize stale/missing per-repo partitions"
+    )
     args = parser.parse_args(argv)
+    if args.refresh_stale:
+        with dg.DagsterInstance.get() as instance:
+            refresh_stale(instance, resources_from_env())
+        return 0
     ops: dict[str, Any] = {}
     train = {k: v for k, v in {"preset": args.preset, "max_steps": args.max_steps}.items() if v is not None}
     if train:

@@ -13,6 +13,7 @@ import torch
 from safetensors.numpy import load_file
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+from gocoder_assets.categorized_records.serialize import MARKERS as SERIALIZED_MARKERS
 from gocoder_assets.gguf_model.export import (
     BYTE,
     CONTROL,
@@ -25,8 +26,9 @@ from gocoder_assets.gguf_model.export import (
     unpermute,
     write_modelfile,
 )
+from gocoder_assets.tokenizer_model.train import MODEL_FILE, TokenizerOptions, train_tokenizer
 
-MARKERS = ["<REPO>", '<FILE path="', "</FILE>"]
+MARKERS = list(SERIALIZED_MARKERS)
 N_HEAD, N_KV = 4, 2
 
 
@@ -48,22 +50,9 @@ def _go_text(n_funcs: int = 200) -> str:
 @pytest.fixture(scope="module")
 def spm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("spm")
-    (d / "corpus.txt").write_text(_go_text())
-    spm.SentencePieceTrainer.train(
-        input=str(d / "corpus.txt"),
-        model_prefix=str(d / "sp"),
-        model_type="bpe",
-        vocab_size=400,
-        byte_fallback=True,
-        normalization_rule_name="identity",
-        add_dummy_prefix=False,
-        remove_extra_whitespaces=False,
-        allow_whitespace_only_pieces=True,
-        user_defined_symbols=MARKERS,
-        pad_id=3,
-        minloglevel=2,
-    )
-    return d / "sp.model"
+    lines = [line for line in _go_text().split("\n") if line]
+    train_tokenizer(lines, d, MARKERS, TokenizerOptions(vocab_size=400))
+    return d / MODEL_FILE
 
 
 def _save_model(d: Path, sp: spm.SentencePieceProcessor, *, tied: bool) -> LlamaForCausalLM:

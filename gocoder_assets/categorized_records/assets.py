@@ -6,7 +6,7 @@ import pyarrow as pa
 
 from gocoder_assets.categorized_records.categorize import RECORD_COLUMNS, CategorizeOptions, Categorizer
 from gocoder_assets.metadata import counts_metadata
-from gocoder_assets.partitions import per_repo_backfill, repos_partitions
+from gocoder_assets.partitions import per_repo_asset
 from gocoder_assets.raw_prs.archive import read_raw
 from gocoder_assets.raw_prs.assets import raw_prs
 from gocoder_assets.repo_list.repos import read_repo_list
@@ -24,9 +24,7 @@ class CategorizeConfig(dg.Config):
     max_change_chars: int = CategorizeOptions.max_change_chars
 
 
-@dg.asset(
-    partitions_def=repos_partitions,
-    backfill_policy=per_repo_backfill,
+@per_repo_asset(
     deps=[raw_prs],
     code_version="1",
     group_name="prepare",

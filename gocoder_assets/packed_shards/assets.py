@@ -6,7 +6,7 @@ import dagster as dg
 from gocoder_assets.categorized_records.assets import categorized_records
 from gocoder_assets.metadata import counts_metadata
 from gocoder_assets.packed_shards.pack import assign_splits, pack_partition
-from gocoder_assets.partitions import per_repo_backfill, repos_partitions
+from gocoder_assets.partitions import per_repo_asset
 from gocoder_assets.repo_list.assets import repo_list
 from gocoder_assets.repo_list.repos import read_repo_list
 from gocoder_assets.resources import StorageResource
@@ -19,9 +19,7 @@ class PackConfig(dg.Config):
     val_fraction: float = 0.05
 
 
-@dg.asset(
-    partitions_def=repos_partitions,
-    backfill_policy=per_repo_backfill,
+@per_repo_asset(
     deps=[repo_list, categorized_records, tokenizer_model],
     code_version="1",
     group_name="tokenize",

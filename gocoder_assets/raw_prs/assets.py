@@ -4,16 +4,14 @@
 import dagster as dg
 
 from gocoder_assets.metadata import counts_metadata
-from gocoder_assets.partitions import per_repo_backfill, repos_partitions
+from gocoder_assets.partitions import per_repo_asset
 from gocoder_assets.raw_prs.archive import write_raw
 from gocoder_assets.repo_list.assets import repo_list
 from gocoder_assets.repo_list.repos import read_repo_list
 from gocoder_assets.resources import RepoSourceResource, StorageResource
 
 
-@dg.asset(
-    partitions_def=repos_partitions,
-    backfill_policy=per_repo_backfill,
+@per_repo_asset(
     deps=[repo_list],
     code_version="1",
     group_name="collect",

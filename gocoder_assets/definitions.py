@@ -1,6 +1,6 @@
 """The whole graph in one place: assets and the resources they run with.
 
-repo_list → raw_prs[repo] → categorized_records[repo] → tokenizer_model
+repo_list → raw_prs[repo] → categorized_records[repo] → dedup_index → tokenizer_model
           → packed_shards[repo] → checkpoint → gguf_model
 
 Resource settings come from the environment so `dagster dev`, the CLI and the main job
@@ -16,15 +16,27 @@ import os
 import dagster as dg
 
 from gocoder_assets.categorized_records.assets import categorized_records
+from gocoder_assets.categorized_records.checks import (
+    categorized_records_category_counts,
+    categorized_records_integrity,
+    categorized_records_secrets_residual,
+)
 from gocoder_assets.checkpoint.assets import checkpoint
+from gocoder_assets.checkpoint.checks import beats_unigram, losses_finite
+from gocoder_assets.dedup_index.assets import dedup_index
+from gocoder_assets.dedup_index.checks import dedup_rates
 from gocoder_assets.gguf_model.assets import gguf_model
 from gocoder_assets.packed_shards.assets import packed_shards
+from gocoder_assets.packed_shards.checks import shards_valid, split_leakage
 from gocoder_assets.raw_prs.assets import raw_prs
+from gocoder_assets.raw_prs.checks import raw_prs_valid
 from gocoder_assets.repo_list.assets import repo_list
+from gocoder_assets.repo_list.checks import repo_list_licenses, repo_list_unique
 from gocoder_assets.resources import GPUResource, LocalSourceResource, StorageResource
 from gocoder_assets.tokenizer_model.assets import tokenizer_model
+from gocoder_assets.tokenizer_model.checks import tokenizer_efficiency, tokenizer_round_trip
 
-ASSETS = [repo_list, raw_prs, categorized_records, tokenizer_model, packed_shards, checkpoint, gguf_model]
+ASSETS = [repo_list, raw_prs, categorized_records, dedup_index, tokenizer_model, packed_shards, checkpoint, gguf_model]
 
 
 def resources_from_env(env: dict[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
@@ -44,4 +56,20 @@ def resources_from_env(env: dict[str, str] | None = None) -> dict[str, dg.Config
     }
 
 
-defs = dg.Definitions(assets=ASSETS, resources=resources_from_env())
+CHECKS = [
+    repo_list_licenses,
+    repo_list_unique,
+    raw_prs_valid,
+    categorized_records_secrets_residual,
+    categorized_records_integrity,
+    categorized_records_category_counts,
+    dedup_rates,
+    tokenizer_round_trip,
+    tokenizer_efficiency,
+    shards_valid,
+    split_leakage,
+    losses_finite,
+    beats_unigram,
+]
+
+defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS, resources=resources_from_env())

@@ -23,7 +23,7 @@ from typing import Any
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from gocoder_assets.definitions import ASSETS, resources_from_env
+from gocoder_assets.definitions import ASSETS, CHECKS, resources_from_env
 from gocoder_assets.gguf_model.assets import GGUF_NAME
 from gocoder_assets.partitions import REPOS
 
@@ -31,7 +31,7 @@ from gocoder_assets.partitions import REPOS
 STAGES: tuple[tuple[tuple[str, ...], bool], ...] = (
     (("repo_list",), False),
     (("raw_prs", "categorized_records"), True),
-    (("tokenizer_model",), False),
+    (("dedup_index", "tokenizer_model"), False),
     (("packed_shards",), True),
     (("checkpoint", "gguf_model"), False),
 )
@@ -48,7 +48,12 @@ def materialize_all(
     resources: Mapping[str, Any],
     run_config: Mapping[str, Any] | None = None,
     log: Callable[[str], None] = print,
+    until: str | None = None,
 ) -> list[dg.ExecuteInProcessResult]:
+    """Run the stages in order (stopping after the stage holding ``until``, if given).
+
+    A failing blocking check fails its run, and `dg.materialize` raises: later stages never start.
+    """
     results = []
     for assets, partitioned in STAGES:
         tags = {}
@@ -57,7 +62,7 @@ def materialize_all(
             tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
         started = time.monotonic()
         result = dg.materialize(
-            ASSETS,
+            [*ASSETS, *CHECKS],
             selection=list(assets),
             instance=instance,
             resources=resources,
@@ -67,6 +72,8 @@ def materialize_all(
         scope = f" over {len(keys)} partitions" if partitioned else ""
         log(f"materialized {', '.join(assets)}{scope} in {time.monotonic() - started:.1f}s")
         results.append(result)
+        if until in assets:
+            break
     return results
 
 
@@ -118,7 +125,7 @@ def refresh_stale(
         stale = stale_partitions(instance, asset)
         for first, last in contiguous_ranges(keys, stale):
             tags = {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
-            dg.materialize(ASSETS, selection=[asset], instance=instance, resources=resources, tags=tags)
+            dg.materialize([*ASSETS, *CHECKS], selection=[asset], instance=instance, resources=resources, tags=tags)
         log(f"{asset}: re-materialized {len(stale)} stale or missing partitions")
         refreshed[asset] = len(stale)
     return refreshed

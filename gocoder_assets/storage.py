@@ -9,6 +9,7 @@ run killed mid-write never leaves a partial artifact that looks complete.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -53,6 +54,13 @@ class Layout:
 
     def categorized_file(self, key: str) -> Path:
         return self.partition_dir("categorized_records", key) / "records.parquet"
+
+    def signatures_file(self, key: str) -> Path:
+        return self.partition_dir("categorized_records", key) / "signatures.npy"
+
+    @property
+    def dedup_file(self) -> Path:
+        return self.asset_dir("dedup_index") / "dropped.parquet"
 
     @property
     def tokenizer_dir(self) -> Path:
@@ -113,6 +121,14 @@ def atomic_dir(path: Path) -> Iterator[Path]:
 def write_json(path: Path, obj: Any) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def read_json(path: Path) -> Any:

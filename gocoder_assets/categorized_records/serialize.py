@@ -32,6 +32,8 @@ STRUCTURE_MARKERS = (
     "</FILE>",
     "<COMMENTS>",
     "<STRUCTURE>",
+    "<ISSUE_TITLE>",
+    "<ISSUE_BODY>",
 )
 MARKERS = CATEGORY_MARKERS + STRUCTURE_MARKERS
 
@@ -54,6 +56,17 @@ def render_overview(repo: str, paths: Sequence[str], readmes: Iterable[tuple[str
     return "".join(parts)
 
 
+def _comments(comments: Sequence[dict[str, Any]]) -> str:
+    if not comments:
+        return ""
+    return "<COMMENTS>\n" + "".join(f"{c.get('author') or 'unknown'}: {_line(c['body'])}" for c in comments)
+
+
+def render_issue(repo: str, issue: dict[str, Any]) -> str:
+    body = f"<ISSUE_BODY>{_line(issue['body'])}" if issue.get("body") else ""
+    return f"<NAT><REPO>{repo}\n<ISSUE_TITLE>{_line(issue['title'])}" + body + _comments(issue.get("comments") or [])
+
+
 def render_change(category: str, repo: str, change: dict[str, Any], files: Sequence[dict[str, Any]]) -> str:
     """A pull request / commit. ``files`` are the entries whose content survived filtering."""
     parts = [f"<{category}><REPO>{repo}\n<PR_TITLE>{_line(change['title'])}"]
@@ -66,8 +79,5 @@ def render_change(category: str, repo: str, change: dict[str, Any], files: Seque
             parts.append("<BEFORE>\n" + (_line(f["before"]) if f.get("before") else ""))
             parts.append("<AFTER>\n" + (_line(f["after"]) if f.get("after") else ""))
             parts.append("</FILE>\n")
-    comments = change.get("comments") or []
-    if comments:
-        parts.append("<COMMENTS>\n")
-        parts.extend(f"{c.get('author') or 'unknown'}: {_line(c['body'])}" for c in comments)
+    parts.append(_comments(change.get("comments") or []))
     return "".join(parts)

@@ -4,6 +4,8 @@
 import dagster as dg
 
 from gocoder_assets.categorized_records.assets import categorized_records
+from gocoder_assets.dedup_index.assets import dedup_index
+from gocoder_assets.dedup_index.index import dropped_ids
 from gocoder_assets.metadata import counts_metadata
 from gocoder_assets.packed_shards.pack import assign_splits, pack_partition
 from gocoder_assets.partitions import per_repo_asset
@@ -20,8 +22,8 @@ class PackConfig(dg.Config):
 
 
 @per_repo_asset(
-    deps=[repo_list, categorized_records, tokenizer_model],
-    code_version="1",
+    deps=[repo_list, categorized_records, dedup_index, tokenizer_model],
+    code_version="2",
     group_name="tokenize",
     kinds={"numpy"},
 )
@@ -35,7 +37,9 @@ def packed_shards(
     tokenizer_sha = read_json(layout.tokenizer_dir / INFO_FILE)["sha256"]
     per_partition = {}
     for key in context.partition_keys:
-        stats = pack_partition(layout.categorized_file(key), layout.shard_file(key), sp)
+        stats = pack_partition(
+            layout.categorized_file(key), layout.shard_file(key), sp, dropped_ids(layout.dedup_file, key)
+        )
         manifest = {**stats, "split": splits[key], "tokenizer_sha256": tokenizer_sha, "vocab_size": sp.vocab_size()}
         write_json(layout.shard_manifest(key), manifest)
         per_partition[key] = {**stats, f"{splits[key]}_tokens": stats["tokens"]}

@@ -8,7 +8,7 @@ come and go; only the small-corpus fallback (guaranteeing a val repo) looks at t
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,10 @@ def assign_splits(names: Sequence[str], val_fraction: float = 0.05) -> dict[str,
     return splits
 
 
-def pack_partition(parquet_path: Path, shard_path: Path, sp: Any, batch_records: int = 256) -> dict[str, int]:
-    """Encode every record, append EOS after each, write the llm.c shard atomically."""
+def pack_partition(
+    parquet_path: Path, shard_path: Path, sp: Any, skip: Container[str] = (), batch_records: int = 256
+) -> dict[str, int]:
+    """Encode every record not in ``skip`` (duplicates), append EOS after each, write the shard atomically."""
     import pyarrow.parquet as pq  # noqa: PLC0415
 
     if sp.vocab_size() > MAX_VOCAB:
@@ -49,8 +51,9 @@ def pack_partition(parquet_path: Path, shard_path: Path, sp: Any, batch_records:
     eos = sp.eos_id()
     chunks: list[np.ndarray] = []
     n_records = n_text_tokens = 0
-    for batch in pq.ParquetFile(parquet_path).iter_batches(columns=["text"], batch_size=batch_records):
-        texts = batch.column(0).to_pylist()
+    for batch in pq.ParquetFile(parquet_path).iter_batches(columns=["record_id", "text"], batch_size=batch_records):
+        ids, texts = batch.column(0).to_pylist(), batch.column(1).to_pylist()
+        texts = [t for i, t in zip(ids, texts, strict=True) if i not in skip]
         for ids in sp.encode(texts, num_threads=2):
             chunks.append(np.asarray([*ids, eos], dtype=np.uint16))
             n_text_tokens += len(ids)

@@ -5,16 +5,17 @@ import dagster as dg
 
 from gocoder_assets.categorized_records.assets import categorized_records
 from gocoder_assets.categorized_records.serialize import MARKERS
+from gocoder_assets.dedup_index.assets import dedup_index
+from gocoder_assets.dedup_index.index import dropped_ids
 from gocoder_assets.repo_list.assets import repo_list
 from gocoder_assets.repo_list.repos import read_repo_list
 from gocoder_assets.resources import StorageResource
-from gocoder_assets.storage import atomic_dir, write_json
+from gocoder_assets.storage import atomic_dir, file_sha256, write_json
 from gocoder_assets.tokenizer_model.train import (
     MODEL_FILE,
     HoldoutSplitter,
     TokenizerOptions,
     describe,
-    file_sha256,
     iter_texts,
     load_processor,
     round_trip_report,
@@ -31,7 +32,9 @@ class TokenizerConfig(dg.Config):
     holdout_max_records: int = 500
 
 
-@dg.asset(deps=[repo_list, categorized_records], code_version="1", group_name="tokenize", kinds={"sentencepiece"})
+@dg.asset(
+    deps=[repo_list, categorized_records, dedup_index], code_version="2", group_name="tokenize", kinds={"sentencepiece"}
+)
 def tokenizer_model(config: TokenizerConfig, storage: StorageResource) -> dg.MaterializeResult:
     """Trained on text from all partitions; its data version is the hash of the model file,
     so every packed_shards partition goes stale when the vocabulary changes."""
@@ -44,7 +47,7 @@ def tokenizer_model(config: TokenizerConfig, storage: StorageResource) -> dg.Mat
     options = TokenizerOptions(vocab_size=config.vocab_size, input_sentence_size=config.input_sentence_size)
     splitter = HoldoutSplitter(config.holdout_fraction, config.holdout_max_records)
     with atomic_dir(layout.tokenizer_dir) as out:
-        train_tokenizer(splitter.lines(iter_texts(files)), out, MARKERS, options)
+        train_tokenizer(splitter.lines(iter_texts(files, dropped_ids(layout.dedup_file))), out, MARKERS, options)
         sp = load_processor(out)
         info = describe(sp, MARKERS)
         report = round_trip_report(sp, splitter.holdout)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,15 @@ class TokenizerOptions:
     num_threads: int = 2
 
 
-def iter_texts(parquet_files: Iterable[Path]) -> Iterator[tuple[str, str]]:
-    """(record_id, text) of every record, streamed batch by batch (memory stays flat)."""
+def iter_texts(parquet_files: Iterable[Path], skip: Container[str] = ()) -> Iterator[tuple[str, str]]:
+    """(record_id, text) of every record not in ``skip``, streamed batch by batch (memory stays flat)."""
     import pyarrow.parquet as pq  # noqa: PLC0415
 
     for path in parquet_files:
         for batch in pq.ParquetFile(path).iter_batches(columns=["record_id", "text"], batch_size=256):
-            yield from zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True)
+            for record_id, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+                if record_id not in skip:
+                    yield record_id, text
 
 
 def is_holdout(record_id: str, fraction: float) -> bool:
@@ -143,14 +145,6 @@ def write_hf_tokenizer(model_file: Path, out_dir: Path, markers: Sequence[str]) 
 
 def load_processor(out_dir: Path) -> spm.SentencePieceProcessor:
     return spm.SentencePieceProcessor(model_file=str(out_dir / MODEL_FILE))
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def describe(sp: spm.SentencePieceProcessor, markers: Sequence[str]) -> dict[str, Any]:

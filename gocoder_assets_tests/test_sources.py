@@ -101,3 +101,37 @@ def test_chained_source_dispatches_by_kind(goroot: Path) -> None:
     assert next(iter(chained.collect(repos[0])))["kind"] == "tree"
     with pytest.raises(ValueError, match="github"):
         ChainedSource({}).collect(repos[0].__class__(**{**repos[0].as_row(), "source": "github"}))
+
+
+def test_discussions_drop_bots_and_chatter_and_anonymize_users(goroot: Path) -> None:
+    repo = GoRootSource(goroot=goroot, packages=["pkg"]).list_repos()[0]
+    long_body = "\n".join(f"line {i}" for i in range(100))
+    pr = {
+        "kind": "change", "number": 9, "sha": "abc", "author": "alice", "title": "T" * 600, "body": long_body,
+        "comments": [
+            {"author": "bob", "body": "@alice this breaks the build on arm64, see the log"},
+            {"author": "carol", "body": "+1"},
+            {"author": "dependabot[bot]", "body": "Bumps golang.org/x/net from 0.1 to 0.2 for security."},
+        ],
+        "reviews": [{"author": "bob", "state": "APPROVED", "body": "ok"}],
+        "review_threads": [{"path": "a.go", "line": 3, "comments": [{"author": "alice", "body": "nit"}]}],
+        "files": [{"path": "src/pkg/a.go", "status": "M", "diff": "", "before": "package pkg\n",
+                   "after": "package pkg\n\n"}],
+    }  # fmt: skip
+    bot_pr = {**pr, "number": 10, "sha": "def", "author": "renovate[bot]"}
+    issue = {"kind": "issue", "number": 11, "author": "dave", "title": "Crash", "body": "It crashes @dave"}
+    cat = Categorizer(repo)
+    rows = {r["pr_number"]: r for r in cat.run([pr, bot_pr, issue])}
+    assert set(rows) == {9, 11, None}  # the bot's PR is gone; None is the overview
+    text = rows[9]["text"]
+    assert rows[9]["category"] == "MIX"
+    assert "<PR_TITLE>" + "T" * 500 + "\n" in text and "T" * 501 not in text
+    assert "line 59\n…\nline 80" in text and "line 70" not in text
+    assert "username_1: @username_0 this breaks the build" in text
+    assert "+1" not in text and "Bumps" not in text and "dependabot" not in text
+    assert "username_1 (approved): ok" in text and "username_0 on a.go:3: nit" in text  # reviews kept, short or not
+    assert "alice" not in text and "bob" not in text
+    assert rows[11]["category"] == "NAT"
+    assert "<ISSUE_TITLE>Crash\n<ISSUE_BODY>It crashes @username_0" in rows[11]["text"]
+    assert cat.counts["dropped:bot_author"] == 1
+    assert cat.counts["dropped_comments:short"] == 1 and cat.counts["dropped_comments:bot"] == 1

@@ -148,8 +148,16 @@ class Categorizer:
         text = render_overview(self.repo.full_name, shown, readmes)
         return self._row("overview", "NAT", self.repo.root or ".", text)
 
-    def _discussion(self, rec: RawRecord, users: UsernameMapper) -> dict[str, Any]:
-        """Title, body and comments: bots out, truncated, short chatter dropped, redacted, anonymized."""
+    def _discussion(self, rec: RawRecord) -> dict[str, Any] | None:
+        """Title, body and comments: bots out, truncated, short chatter dropped, redacted, anonymized.
+
+        None when a bot opened the thread. Usernames are numbered per thread, author first.
+        """
+        if filters.is_bot(rec.get("author")):
+            self.counts["dropped:bot_author"] += 1
+            return None
+        users = UsernameMapper()
+        users.name(rec.get("author"))
         o = self.options
         comments = []
         for c in rec.get("comments") or []:
@@ -174,11 +182,9 @@ class Categorizer:
         }
 
     def _change(self, change: RawRecord) -> dict[str, Any] | None:
-        if filters.is_bot(change.get("author")):
-            self.counts["dropped:bot_author"] += 1
+        discussion = self._discussion(change)
+        if discussion is None:
             return None
-        users = UsernameMapper()
-        users.name(change.get("author"))
         kept, budget = [], MAX_CHANGE_CHARS
         for f in change.get("files", []):
             if f.get("before") is None and f.get("after") is None:
@@ -195,16 +201,14 @@ class Categorizer:
             budget -= size
             kept.append({"path": f["path"], "before": before, "after": after})
         category = "MIX" if kept else "NAT"
-        text = render_change(category, self.repo.full_name, self._discussion(change, users), kept)
+        text = render_change(category, self.repo.full_name, discussion, kept)
         paths = ",".join(f["path"] for f in change.get("files", []))
         return self._row("change", category, paths or self.repo.root or ".", text,
                          pr_number=change.get("number"), commit_sha=change.get("sha"))  # fmt: skip
 
     def _issue(self, issue: RawRecord) -> dict[str, Any] | None:
-        if filters.is_bot(issue.get("author")):
-            self.counts["dropped:bot_author"] += 1
+        discussion = self._discussion(issue)
+        if discussion is None:
             return None
-        users = UsernameMapper()
-        users.name(issue.get("author"))
-        text = render_issue(self.repo.full_name, self._discussion(issue, users))
+        text = render_issue(self.repo.full_name, discussion)
         return self._row("issue", "NAT", self.repo.root or ".", text, pr_number=issue.get("number"))

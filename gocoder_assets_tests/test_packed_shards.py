@@ -7,8 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gocoder_assets.checkpoint.assets import shard_splits
 from gocoder_assets.packed_shards.pack import assign_splits
 from gocoder_assets.packed_shards.shard_format import HEADER_BYTES, ShardFormatError, open_shard, write_shard
+from gocoder_assets.repo_list.repos import write_repo_list
+from gocoder_assets.sources.base import RepoInfo
+from gocoder_assets.storage import Layout, write_json
 
 
 def test_shard_round_trip_and_numpy_memmap(tmp_path: Path) -> None:
@@ -46,3 +50,18 @@ def test_splits_are_per_repo_deterministic_and_never_empty() -> None:
         small = assign_splits(names[:n])
         assert set(small.values()) == {"train", "val"}, n
     assert assign_splits(["only/one"]) in ({"only/one": "train"}, {"only/one": "val"})
+
+
+def test_training_refuses_shards_from_another_tokenizer_or_torn(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    repos = [RepoInfo(k, k, "u" + k, None, "MIT", "main", "sha", "now", "git") for k in ("a/x", "b/y")]
+    write_repo_list(repos, layout.repo_list_file)
+    for key, split in (("a/x", "train"), ("b/y", "val")):
+        write_shard(layout.shard_file(key), np.arange(10, dtype=np.uint16))
+        write_json(layout.shard_manifest(key), {"tokens": 10, "split": split, "tokenizer_sha256": "t1"})
+    assert shard_splits(layout, "t1") == ([layout.shard_file("a/x")], [layout.shard_file("b/y")])
+    with pytest.raises(ValueError, match="older tokenizer"):
+        shard_splits(layout, "t2")
+    write_shard(layout.shard_file("b/y"), np.arange(5, dtype=np.uint16))
+    with pytest.raises(ValueError, match="disagrees with its manifest"):
+        shard_splits(layout, "t1")

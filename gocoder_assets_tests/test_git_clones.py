@@ -196,3 +196,19 @@ def test_parse_remote_and_license() -> None:
     bsd = "Redistribution and use in source and binary forms ... Neither the name of Google Inc."
     assert detect_license(bsd) == "BSD-3-Clause"
     assert detect_license("All rights reserved.") is None
+
+
+def test_commit_message_that_is_not_utf8_is_not_mangled(tmp_path: Path) -> None:
+    """git re-encodes a Latin-1 message to UTF-8 itself; nothing may carry U+FFFD."""
+    repo = tmp_path / "clones" / "latin"
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "a.go").write_text("package a\n")
+    git(repo, "add", "-A")
+    (tmp_path / "msg").write_bytes(b"Caf\xe9 fix\n\nLatin-1 body \xe9\n")
+    git(repo, "-c", "i18n.commitEncoding=UTF-8", "commit", "-q", "-F", str(tmp_path / "msg"))
+    source = GitClonesSource(tmp_path / "clones")
+    records = list(source.collect(source.list_repos()[0]))
+    change = next(r for r in records if r["kind"] == "change")
+    assert change["title"] == "Café fix" and change["body"] == "Latin-1 body é"
+    assert not any("\ufffd" in str(r) for r in records)

@@ -286,8 +286,14 @@ def _changes(git: Git, blobs: BlobReader, sha: str, max_commits: int) -> Iterato
         proc = git.popen("log", "-z", "--first-parent", "--no-merges", f"--max-count={max_commits}",
                          "--encoding=UTF-8", "--format=%H%x00%an%x00%aI%x00%s%x00%b", sha, "--", stderr=err)
         try:
-            fields = (f.decode(errors="replace") for f in _nul_fields(proc.stdout))  # type: ignore[arg-type]
-            for commit, author, date, subject, body in zip(*[fields] * 5, strict=False):
+            fields = _nul_fields(proc.stdout)  # type: ignore[arg-type]
+            for raw_fields in zip(*[fields] * 5, strict=False):
+                try:
+                    commit, author, date, subject, body = (f.decode("utf-8") for f in raw_fields)
+                except UnicodeDecodeError:
+                    # Never mangle text with replacement characters: skip the commit, counted.
+                    yield {"kind": "skip", "path": f"commit:{raw_fields[0].decode('ascii')}", "reason": "invalid_utf8"}
+                    continue
                 if commit in boundary:
                     continue
                 number = _PR_SUFFIX.search(subject)

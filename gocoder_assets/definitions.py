@@ -6,7 +6,8 @@ repo_list → raw_prs[repo] → categorized_records[repo] → dedup_index → to
 Resource settings come from the environment so `dagster dev`, the CLI and the main job
 agree: GOCODER_DATA_DIR (default ./data), GOCODER_CLONES_DIR (a folder of git clones;
 unset = the Go distribution), GOCODER_GO_PACKAGES (comma-separated slice of GOROOT/src),
-GOCODER_DEVICE / GOCODER_PRECISION (training hardware).
+GOCODER_DEVICE / GOCODER_PRECISION (training hardware), GITHUB_TOKEN (collect from GitHub
+instead; see README "Collecting from GitHub").
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from gocoder_assets.raw_prs.checks import raw_prs_valid
 from gocoder_assets.repo_list.assets import repo_list
 from gocoder_assets.repo_list.checks import repo_list_licenses, repo_list_unique
 from gocoder_assets.resources import GPUResource, LocalSourceResource, StorageResource
+from gocoder_assets.sources.github.resource import github_resource_from_env
 from gocoder_assets.tokenizer_model.assets import tokenizer_model
 from gocoder_assets.tokenizer_model.checks import tokenizer_efficiency, tokenizer_round_trip
 
@@ -44,7 +46,9 @@ def resources_from_env(env: dict[str, str] | None = None) -> dict[str, dg.Config
     packages = env.get("GOCODER_GO_PACKAGES")
     return {
         "storage": StorageResource(root=env.get("GOCODER_DATA_DIR", "data")),
-        "source": LocalSourceResource(
+        # A GitHub token is the only switch between GitHub and the offline source.
+        "source": github_resource_from_env(env)
+        or LocalSourceResource(
             clones_dir=env.get("GOCODER_CLONES_DIR") or None,
             packages=[p.strip() for p in packages.split(",") if p.strip()] if packages else None,
         ),

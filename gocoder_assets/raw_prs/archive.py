@@ -27,6 +27,8 @@ def write_raw(records: Iterable[RawRecord], path: Path) -> dict[str, Any]:
             kinds[record["kind"]] += 1
             if record["kind"] == "skip":
                 skips[record["reason"]] += 1
+            elif record["kind"] == "change":  # files of a change skipped for content (binary, too large…)
+                skips.update(f"change_file_{f['skipped']}" for f in record.get("files", []) if f.get("skipped"))
             elif record["kind"] == "file":
                 text_bytes += len(record["text"].encode("utf-8"))
             out.write(json.dumps(record, ensure_ascii=False))

@@ -30,7 +30,10 @@ def repo_list(
     context: dg.AssetExecutionContext, source: RepoSourceResource, storage: StorageResource
 ) -> dg.MaterializeResult:
     """One row per repository with provenance; one `repos` partition per row."""
-    repos = source.get_source().list_repos()
+    src = source.get_source()
+    repos = src.list_repos()
+    # Sources that filter (GitHub: license, fork, archived) say how many repos they left out and why.
+    excluded = {f"excluded:{reason}": n for reason, n in sorted(getattr(src, "excluded", {}).items())}
     if not repos:
         raise ValueError("the source listed no repositories")
     path = storage.layout().repo_list_file
@@ -40,6 +43,7 @@ def repo_list(
     return dg.MaterializeResult(
         metadata={
             "repos": len(repos),
+            **excluded,
             "partitions_added": added,
             "partitions_removed": removed,
             "path": dg.MetadataValue.path(str(path)),

@@ -15,6 +15,11 @@ audit and re-derivation. Every record has a ``kind``:
   ``{"author", "body", "created_at"}``) and ``files`` (list of ``{"path", "status",
   "diff", "before", "after"}``; ``before``/``after`` are None when the file did not
   exist on that side or was skipped, with ``skipped`` naming the reason).
+  GitHub pull requests add ``state``, ``merged_at``, ``base_sha``, ``reviews`` (list of
+  ``{"author", "state", "body", "created_at"}``), ``review_threads`` (list of ``{"path",
+  "line", "diff_hunk", "comments"}``) and ``files_unavailable`` (base/head not fetchable).
+- ``issue``:  an issue: ``number``, ``title``, ``body``, ``author``, ``created_at``,
+  ``comments``.
 - ``skip``:   something deliberately not collected: ``path``, ``reason`` (one of
   ``SKIP_REASONS``). Skips are recorded, never silent, so nothing is lost.
 """

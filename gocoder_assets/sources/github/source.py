@@ -1,0 +1,172 @@
+"""``GitHubSource``: the `RepoSource` behind the GitHub token.
+
+``list_repos`` is the star-sliced search (`search.py`). ``collect`` reads one repository in four
+steps, every API page going through the partition's archive (so a killed run resumes and
+``replay`` re-derives with zero API calls): merged/closed PRs with their discussion (GraphQL, 50
+a request), follow-ups for nested connections that overflowed, issues, then code from git (one
+blob-less clone per repository: snapshot files at the listed commit and each PR's diff).
+Records come out in a fixed order — tree, files and skips in path order, PRs newest first,
+issues newest first — so two runs over the same data are equal record for record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from githubkit import GitHub
+
+from gocoder_assets.sources.base import RawRecord, RepoInfo
+from gocoder_assets.sources.git_clones import BlobReader
+from gocoder_assets.sources.github.archive import ApiArchive
+from gocoder_assets.sources.github.client import Budget, make_client
+from gocoder_assets.sources.github.gitfetch import PartialClone
+from gocoder_assets.sources.github.queries import ISSUES, MORE, PULL_REQUESTS
+from gocoder_assets.sources.github.records import change_record, is_bot, issue_record
+from gocoder_assets.sources.github.search import RepoSearch
+from gocoder_assets.sources.github.settings import GitHubSettings
+
+_REPO_LIST_KEY = "_repo_list"  # not a valid owner/name, so never a partition's folder
+
+
+class GitHubSource:
+    def __init__(self, settings: GitHubSettings, log: Callable[[str], None] = print) -> None:
+        self.settings, self.log = settings, log
+        self.budget = Budget()
+        self._gh: GitHub | None = None
+        self.excluded: dict[str, int] = {}
+
+    @property
+    def gh(self) -> GitHub | None:
+        """The API client; None in replay mode, so a replay cannot spend a single request."""
+        if self.settings.replay:
+            return None
+        if self._gh is None:
+            s = self.settings
+            self._gh = make_client(s.token, s.base_url, concurrency=s.concurrency, timeout=s.request_timeout,
+                                   retry=s.retry, log=self.log, budget=self.budget)
+        return self._gh
+
+    def list_repos(self) -> list[RepoInfo]:
+        cache = Path(self.settings.cache_dir)
+        if not self.settings.replay:  # a live listing is of now: drop the previous listing's pages
+            shutil.rmtree(cache / _REPO_LIST_KEY, ignore_errors=True)
+        archive = ApiArchive(cache, _REPO_LIST_KEY, "search", replay=self.settings.replay)
+        search = RepoSearch(self.gh, self.settings, archive, self.log)
+        with self._session(), ThreadPoolExecutor(self.settings.concurrency) as pool:
+            search.run_parallel = lambda calls: self._parallel(pool, calls)
+            repos = search.list_repos()
+        self.excluded = dict(search.excluded)
+        self.log(self.budget.summary())
+        return repos
+
+    # --- API side -------------------------------------------------------------------------------
+    def _session(self) -> contextlib.AbstractContextManager[Any]:
+        """One HTTP connection pool for a whole listing or partition (githubkit otherwise opens a client,
+        TLS set-up included, per request)."""
+        return self.gh if self.gh is not None else contextlib.nullcontext()
+
+    def _parallel(self, pool: ThreadPoolExecutor, calls: list[Callable[[], Any]]) -> list[Any]:
+        """Run ``calls`` on the pool, each in a copy of this context so it shares the session's client.
+        githubkit's throttler keeps requests in flight at ``concurrency`` whatever the thread count."""
+        futures = [pool.submit(contextvars.copy_context().run, call) for call in calls]
+        return [f.result() for f in futures]
+
+    def _graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        if self.gh is None:
+            raise RuntimeError("replay mode must not call the API")
+        return self.gh.graphql.request(query, variables)
+
+    def _connection(self, archive: ApiArchive, stream: str, query: str, variables: dict[str, Any],
+                    path: tuple[str, ...], page_size: int, limit: int | None = None) -> list[dict[str, Any]]:
+        """All nodes of one connection through the archive (githubkit's paginator cannot resume)."""
+        def fetch(cursor: str | None, size: int) -> dict[str, Any]:
+            return self._graphql(query, {**variables, "cursor": cursor, **({"first": size} if "first" in
+                                                                            variables else {})})
+
+        nodes = []
+        for data in archive.pages(stream, fetch, path, page_size, limit):
+            conn = data
+            for name in path:
+                conn = conn.get(name) or {}
+            nodes += conn.get("nodes") or []
+        return nodes[:limit] if limit is not None else nodes
+
+    def _complete(self, archive: ApiArchive, node: dict[str, Any], node_type: str, field: str) -> None:
+        """Replace an overflowing nested connection by all of its nodes (follow-up queries)."""
+        conn = node[field]
+        if not conn["pageInfo"]["hasNextPage"]:
+            return
+        rest = self._connection(archive, f"more {node['id']} {field}", MORE[(node_type, field)],
+                                {"id": node["id"]}, ("node", field), 100)
+        # The follow-up starts from the beginning (its cursor is independent): keep its nodes only.
+        conn["nodes"] = rest
+        conn["pageInfo"] = {"hasNextPage": False, "endCursor": None}
+
+    def _pull_requests(self, archive: ApiArchive, owner: str, name: str, pool: ThreadPoolExecutor
+                       ) -> list[dict[str, Any]]:
+        s = self.settings
+        if s.max_prs <= 0:
+            return []
+        prs = self._connection(archive, "prs", PULL_REQUESTS,
+                               {"owner": owner, "name": name, "first": s.pr_page_size, "nested": s.nested_page_size},
+                               ("repository", "pullRequests"), s.pr_page_size, s.max_prs)
+        prs = [pr for pr in prs if not is_bot(pr)]  # before the follow-ups: no requests spent on bots' PRs
+        # Follow-ups are independent of each other; thread replies only after the threads themselves.
+        self._parallel(pool, [functools.partial(self._complete, archive, pr, "PullRequest", field)
+                              for pr in prs for field in ("comments", "reviews", "reviewThreads")])
+        self._parallel(pool, [functools.partial(self._complete, archive, thread, "PullRequestReviewThread", "comments")
+                              for pr in prs for thread in pr["reviewThreads"]["nodes"]])
+        return prs
+
+    def _issues(self, archive: ApiArchive, owner: str, name: str, pool: ThreadPoolExecutor) -> list[dict[str, Any]]:
+        s = self.settings
+        if s.max_issues <= 0:
+            return []
+        issues = self._connection(archive, "issues", ISSUES,
+                                  {"owner": owner, "name": name, "first": s.issue_page_size,
+                                   "nested": s.nested_page_size},
+                                  ("repository", "issues"), s.issue_page_size, s.max_issues)
+        issues = [i for i in issues if not is_bot(i)]
+        self._parallel(pool, [functools.partial(self._complete, archive, i, "Issue", "comments") for i in issues])
+        return issues
+
+    # --- collect --------------------------------------------------------------------------------
+    def collect(self, repo: RepoInfo) -> Iterator[RawRecord]:
+        owner, name = repo.full_name.split("/", 1)
+        archive = ApiArchive(Path(self.settings.cache_dir), repo.partition_key, repo.commit_sha,
+                             replay=self.settings.replay)
+        # Issues page beside the PRs; follow-ups fan out. Two pools: a task never waits on its own pool.
+        with self._session(), ThreadPoolExecutor(1) as side, ThreadPoolExecutor(self.settings.concurrency) as pool:
+            issues_done = side.submit(contextvars.copy_context().run, self._issues, archive, owner, name, pool)
+            prs = self._pull_requests(archive, owner, name, pool)
+            issues = issues_done.result()
+        self.log(f"{repo.partition_key}: {len(prs)} PRs, {len(issues)} issues; {self.budget.summary()}")
+        with tempfile.TemporaryDirectory(prefix="gocoder-git-") as scratch:
+            clone = PartialClone(archive.dir / "git", repo.url.removesuffix("/") + ".git", Path(scratch))
+            heads = [pr["headRefOid"] for pr in prs]
+            clone.fetch_refs(repo.default_branch, [pr["number"] for pr in prs],
+                             want=[repo.commit_sha, *heads, *(pr.get("baseRefOid") for pr in prs)])
+            commits = clone.pr_commits({pr["number"]: (pr.get("baseRefOid"), pr["headRefOid"]) for pr in prs})
+            clone.fetch_blobs([*clone.tree_blobs(repo.commit_sha), *clone.diff_blobs(c for c in commits.values() if c)])
+            blobs = BlobReader(clone.git)
+            try:
+                yield from clone.snapshot(blobs, repo.commit_sha)
+                for pr in prs:
+                    commit = commits[pr["number"]]
+                    files = clone.files(blobs, commit) if commit else []
+                    record = change_record(pr, files)
+                    if commit is None:
+                        record["files_unavailable"] = "pr head or base not fetchable"
+                    yield record
+            finally:
+                blobs.close()
+        for issue in issues:
+            yield issue_record(issue)

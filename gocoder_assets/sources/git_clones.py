@@ -38,7 +38,7 @@ _DIFF_ARGS = ("-r", "--root", "--no-commit-id", "--no-renames", "-z", "--patch-w
 _LICENSE_FILES = ("license", "license.md", "license.txt", "copying")
 _PR_SUFFIX = re.compile(r"\s*\(#(\d+)\)\s*$")
 _OWNER_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
-_SYMLINK, _GITLINK = "120000", "160000"
+SYMLINK_MODE, GITLINK_MODE = "120000", "160000"
 
 
 class Git:
@@ -168,7 +168,7 @@ def parse_remote(url: str) -> tuple[str | None, str]:
     return None, clean
 
 
-def _wanted(path: str) -> bool:
+def is_wanted(path: str) -> bool:
     """Files worth training on or reading: Go code, module files, READMEs and markdown."""
     name = path.rsplit("/", 1)[-1]
     return path.endswith(".go") or name == "go.mod" or name.lower().startswith("readme") or \
@@ -236,7 +236,7 @@ class GitClonesSource:
                    for e in (git.run("ls-tree", "-z", sha) or b"").split(b"\0") if b"\t" in e}
         for name in _LICENSE_FILES:
             mode, kind, oid = entries.get(name, [b"", b"", b""])
-            if kind == b"blob" and mode != _SYMLINK.encode():
+            if kind == b"blob" and mode != SYMLINK_MODE.encode():
                 text, _ = decode_text(git.run("cat-file", "blob", oid.decode()) or b"")
                 return detect_license(text) if text else None
         return None
@@ -251,13 +251,13 @@ class GitClonesSource:
             git = Git(self._dirs[repo.partition_key], Path(scratch))
             blobs = BlobReader(git)
             try:
-                yield from _snapshot(git, blobs, repo.commit_sha)
+                yield from snapshot_records(git, blobs, repo.commit_sha)
                 yield from _changes(git, blobs, repo.commit_sha, self.max_commits)
             finally:
                 blobs.close()
 
 
-def _snapshot(git: Git, blobs: BlobReader, sha: str) -> Iterator[RawRecord]:
+def snapshot_records(git: Git, blobs: BlobReader, sha: str) -> Iterator[RawRecord]:
     entries = []
     for entry in (git.run("ls-tree", "-r", "-z", "--full-tree", sha) or b"").split(b"\0"):
         if b"\t" in entry:
@@ -268,7 +268,7 @@ def _snapshot(git: Git, blobs: BlobReader, sha: str) -> Iterator[RawRecord]:
     yield {"kind": "tree", "paths": [p for p, _, _ in entries]}
     for path, mode, oid in entries:
         # Unsafe paths and submodules are recorded wherever they are; the rest only if wanted.
-        if not is_safe_relpath(path) or mode == _GITLINK or _wanted(path):
+        if not is_safe_relpath(path) or mode == GITLINK_MODE or is_wanted(path):
             text, reason = _side(blobs, path, mode, oid)
             if text is not None:
                 yield {"kind": "file", "path": path, "text": text, "size": len(text.encode())}
@@ -300,7 +300,7 @@ def _changes(git: Git, blobs: BlobReader, sha: str, max_commits: int) -> Iterato
                 yield {
                     "kind": "change", "number": int(number.group(1)) if number else None, "sha": commit,
                     "title": _PR_SUFFIX.sub("", subject), "body": body.strip(), "author": author,
-                    "created_at": date, "comments": [], "files": _commit_files(git, blobs, commit),
+                    "created_at": date, "comments": [], "files": commit_files(git, blobs, commit),
                 }
         finally:
             proc.kill()
@@ -310,7 +310,7 @@ def _changes(git: Git, blobs: BlobReader, sha: str, max_commits: int) -> Iterato
                 raise RuntimeError(f"git log failed in {git.git_dir}: {err.read().decode(errors='replace')}")
 
 
-def _commit_files(git: Git, blobs: BlobReader, sha: str) -> list[dict[str, Any]]:
+def commit_files(git: Git, blobs: BlobReader, sha: str) -> list[dict[str, Any]]:
     """One entry per changed path, from one ``diff-tree`` (raw ids + patch) and blob reads."""
     out = git.run("diff-tree", *_DIFF_ARGS, sha) or b""
     raw, pos = [], 0
@@ -344,6 +344,6 @@ def _commit_files(git: Git, blobs: BlobReader, sha: str) -> list[dict[str, Any]]
 def _side(blobs: BlobReader, path: str, mode: str, oid: str) -> tuple[str | None, str | None]:
     if not is_safe_relpath(path):
         return None, "unsafe_path"
-    if mode in (_SYMLINK, _GITLINK):
-        return None, "symlink" if mode == _SYMLINK else "submodule"
+    if mode in (SYMLINK_MODE, GITLINK_MODE):
+        return None, "symlink" if mode == SYMLINK_MODE else "submodule"
     return blobs.text(oid)

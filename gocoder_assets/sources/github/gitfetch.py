@@ -4,7 +4,7 @@ One fetch brings the default branch and every collected PR's ``refs/pull/N/head`
 trees only); a second fetch brings exactly the blobs the snapshot and the PR diffs need. Each
 PR's diff is ``merge-base(base, head)..head``, computed by giving the head tree a synthetic
 commit whose parent is the merge base, so the clones source's own diff reader
-(``_commit_files``: paths, statuses, unified diffs, before/after, skips) is reused as is.
+(``commit_files``: paths, statuses, unified diffs, before/after, skips) is reused as is.
 
 The remote is untrusted: git runs through ``git_clones.Git`` (hooks off, no system/global
 config, no prompts, LFS smudge off, ``protocol.file.allow=never``); this module re-allows only
@@ -20,7 +20,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gocoder_assets.sources.base import RawRecord, is_safe_relpath
-from gocoder_assets.sources.git_clones import _GITLINK, _SYMLINK, BlobReader, Git, _commit_files, _snapshot, _wanted
+from gocoder_assets.sources.git_clones import (
+    GITLINK_MODE,
+    SYMLINK_MODE,
+    BlobReader,
+    Git,
+    commit_files,
+    is_wanted,
+    snapshot_records,
+)
 
 _IDENTITY = ("-c", "user.name=gocoder", "-c", "user.email=gocoder@localhost")
 _FETCH = ("fetch", "--filter=blob:none", "--no-tags", "--recurse-submodules=no", "--no-write-fetch-head",
@@ -89,14 +97,15 @@ class PartialClone:
             self._fetch(wanted)
 
     def tree_blobs(self, sha: str) -> list[str]:
-        """Blob ids ``_snapshot`` will read at ``sha`` (wanted, safe, regular files)."""
+        """Blob ids ``snapshot_records`` will read at ``sha`` (wanted, safe, regular files)."""
         oids = []
         for entry in (self.git.run("ls-tree", "-r", "-z", "--full-tree", sha) or b"").split(b"\0"):
             if b"\t" in entry:
                 meta, raw_path = entry.split(b"\t", 1)
                 mode, kind, oid = meta.decode().split()
                 path = raw_path.decode("utf-8", errors="backslashreplace")
-                if kind == "blob" and mode not in (_SYMLINK, _GITLINK) and is_safe_relpath(path) and _wanted(path):
+                linked = mode in (SYMLINK_MODE, GITLINK_MODE)
+                if kind == "blob" and not linked and is_safe_relpath(path) and is_wanted(path):
                     oids.append(oid)
         return oids
 
@@ -126,11 +135,11 @@ class PartialClone:
             if field.startswith(b":"):
                 old_mode, new_mode, old_oid, new_oid, _status = field[1:].decode().split()
                 oids += [oid for mode, oid in ((old_mode, old_oid), (new_mode, new_oid))
-                         if mode not in ("000000", _SYMLINK, _GITLINK) and set(oid) != {"0"}]
+                         if mode not in ("000000", SYMLINK_MODE, GITLINK_MODE) and set(oid) != {"0"}]
         return oids
 
     def snapshot(self, blobs: BlobReader, sha: str) -> list[RawRecord]:
-        return list(_snapshot(self.git, blobs, sha))
+        return list(snapshot_records(self.git, blobs, sha))
 
     def files(self, blobs: BlobReader, commit: str) -> list[dict]:
-        return _commit_files(self.git, blobs, commit)
+        return commit_files(self.git, blobs, commit)

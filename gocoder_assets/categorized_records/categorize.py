@@ -33,7 +33,7 @@ from gocoder_assets.categorized_records.serialize import (
     render_overview,
 )
 from gocoder_assets.dedup_index.dedup import content_sha, signature
-from gocoder_assets.sources.base import RawRecord, RepoInfo
+from gocoder_assets.sources.base import RawRecord, RepoInfo, is_bot_login
 
 # SentencePiece escapes spaces as U+2581 and decodes every U+2581 back to a space, so text
 # containing it cannot round-trip byte for byte; such records are skipped and counted.
@@ -153,7 +153,7 @@ class Categorizer:
 
         None when a bot opened the thread. Usernames are numbered per thread, author first.
         """
-        if filters.is_bot(rec.get("author")):
+        if is_bot_login(rec.get("author")):
             self.counts["dropped:bot_author"] += 1
             return None
         users = UsernameMapper()
@@ -161,7 +161,7 @@ class Categorizer:
         o = self.options
         comments = []
         for c in rec.get("comments") or []:
-            if filters.is_bot(c.get("author")):
+            if is_bot_login(c.get("author")):
                 self.counts["dropped_comments:bot"] += 1
             elif len((c.get("body") or "").strip()) < o.min_comment_chars:
                 self.counts["dropped_comments:short"] += 1
@@ -169,11 +169,11 @@ class Categorizer:
                 comments.append((users.name(c.get("author")), c["body"]))
         # Review comments are kept whatever their length: they point at specific code.
         for r in rec.get("reviews") or []:
-            if r.get("body") and not filters.is_bot(r.get("author")):
+            if r.get("body") and not is_bot_login(r.get("author")):
                 comments.append((f"{users.name(r.get('author'))} ({str(r.get('state', '')).lower()})", r["body"]))
         for t in rec.get("review_threads") or []:
             for c in t.get("comments") or []:
-                if c.get("body") and not filters.is_bot(c.get("author")):
+                if c.get("body") and not is_bot_login(c.get("author")):
                     comments.append((f"{users.name(c.get('author'))} on {t.get('path')}:{t.get('line')}", c["body"]))
         return {
             "title": self._clean(users.mention_text(filters.truncate_title(rec.get("title") or "", o))),

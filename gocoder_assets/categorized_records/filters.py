@@ -19,14 +19,6 @@ ENCODED = (
     re.compile(r"(?:\b(?:0x|\\x)?[0-9a-fA-F]{2}(?:,|\b\s*)){8,}"),  # hex bytes
     re.compile(r"(?:\\u[0-9a-fA-F]{4}){8,}"),  # \u escapes
 )
-BOT_LOGIN = re.compile(
-    r"\[bot\]$|^(dependabot|renovate|greenkeeper|codecov|coveralls|github-actions|mergify|snyk-bot|"
-    r"k8s-ci-robot|googlebot|gopherbot|stale|allcontributors|pre-commit-ci|imgbot|netlify|vercel)$"
-    r"|[-_]?bot$",
-    re.I,
-)
-
-
 @dataclasses.dataclass(frozen=True)
 class FilterOptions:
     excluded_dirs: tuple[str, ...] = ("vendor", "third_party", "node_modules", "dist", "testdata")
@@ -78,10 +70,6 @@ def content_drop_reason(text: str, options: FilterOptions) -> str | None:
     if text and encoded / len(text) > options.max_encoded_fraction:
         return "encoded_data"
     return None
-
-
-def is_bot(login: str | None) -> bool:
-    return bool(login) and bool(BOT_LOGIN.search(login or ""))
 
 
 def truncate_title(title: str, options: FilterOptions) -> str:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -104,6 +105,19 @@ def decode_text(data: bytes) -> tuple[str | None, str | None]:
         return data.decode("utf-8"), None
     except UnicodeDecodeError:
         return None, "invalid_utf8"
+
+
+# Bot accounts: GitHub's `[bot]` apps and the usual automation names (dependabot, renovate…).
+BOT_LOGIN = re.compile(
+    r"(\[bot\]$|[-_]bot$|^bot[-_]|[-_]robot$|^(dependabot|renovate|codecov|coveralls|greenkeeper|snyk|mergify|"
+    r"copybara|googlebot|gopherbot|netlify|vercel|sonarcloud|github-actions|k8s-ci-robot|stale|allcontributors|"
+    r"pre-commit-ci|imgbot)(-io|-bot|-preview)?$)",
+    re.IGNORECASE,
+)
+
+
+def is_bot_login(login: str | None) -> bool:
+    return bool(login) and bool(BOT_LOGIN.search(login or ""))
 
 
 def is_safe_relpath(path: str) -> bool:

@@ -6,15 +6,11 @@ with zero API calls (replay mode).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from gocoder_assets.sources.base import RawRecord
+from gocoder_assets.sources.base import RawRecord, is_bot_login
 
 # GitHub Apps are "Bot" actors with "[bot]" logins; older bots are user accounts named like bots.
-_BOT_NAME = re.compile(r"(\[bot\]$|[-_]bot$|^bot[-_]|[-_]robot$|^(dependabot|renovate|codecov|coveralls|"
-                       r"greenkeeper|snyk|mergify|copybara|googlebot|gopherbot|netlify|vercel|sonarcloud)"
-                       r"(-io|-bot|-preview)?$)", re.IGNORECASE)
 GHOST = "ghost"  # what GitHub shows for deleted accounts (author null)
 
 
@@ -25,7 +21,7 @@ def author(node: dict[str, Any]) -> str:
 
 def is_bot(node: dict[str, Any]) -> bool:
     actor = node.get("author") or {}
-    return actor.get("__typename") == "Bot" or bool(_BOT_NAME.search(actor.get("login") or ""))
+    return actor.get("__typename") == "Bot" or is_bot_login(actor.get("login"))
 
 
 def _comments(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:

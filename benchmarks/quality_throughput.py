@@ -16,9 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from gocoder_assets.categorized_records.redact import redact
-
 from gocoder_assets.categorized_records.filters import FilterOptions, content_drop_reason, path_drop_reason
+from gocoder_assets.categorized_records.redact import redact
 from gocoder_assets.dedup_index.dedup import signature
 from gocoder_assets.sources.goroot import default_goroot
 

@@ -55,3 +55,36 @@ def result(
         severity=severity,
         metadata={"report": dg.MetadataValue.md(table + note), **numbers},
     )
+
+
+def full_asset_graph():
+    """Every asset and check of the project (Dagster's internal graph type, pinned by dagster==1.13.27)."""
+    from dagster._core.definitions.assets.graph.asset_graph import AssetGraph  # noqa: PLC0415
+
+    from gocoder_assets.definitions import ASSETS, CHECKS  # noqa: PLC0415 - definitions import this module
+
+    return AssetGraph.from_assets([*ASSETS, *CHECKS])
+
+
+def require_upstream_checks_passed(context: dg.AssetExecutionContext) -> None:
+    """Refuse to run while a blocking check on any ancestor asset is failing.
+
+    Blocking checks stop downstream steps of their own run only; this carries the block across
+    runs (a UI or CLI launch of just this asset). The latest execution of each check counts, so
+    fixing the data and re-materializing the upstream asset lifts the block.
+    """
+    from dagster._core.storage.asset_check_execution_record import (  # noqa: PLC0415
+        AssetCheckExecutionRecordStatus,
+    )
+
+    graph = full_asset_graph()  # a run's own graph lacks the checks of assets it does not select
+    ancestors = graph.get_ancestor_asset_keys(context.asset_key)
+    keys = [k for k in graph.asset_check_keys if k.asset_key in ancestors and graph.get_check_spec(k).blocking]
+    latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys) if keys else {}
+    failed = sorted(f"{k.asset_key.to_user_string()}:{k.name}" for k, record in latest.items()
+                    if record.status == AssetCheckExecutionRecordStatus.FAILED)  # fmt: skip
+    if failed:
+        raise dg.Failure(
+            description=f"blocking checks failed upstream: {', '.join(failed)}; fix the data and re-materialize "
+            "those assets (their checks run with them) before materializing this one"
+        )

@@ -15,6 +15,7 @@ import pytest
 
 from gocoder_assets.categorized_records.checks import integrity_problems, secret_findings
 from gocoder_assets.dedup_index.index import dropped_ids
+from gocoder_assets.definitions import ASSETS, CHECKS
 from gocoder_assets.packed_shards.checks import shard_problems
 from gocoder_assets.packed_shards.shard_format import open_shard
 from gocoder_assets.pipeline import materialize_all
@@ -251,3 +252,25 @@ def test_an_unlicensed_repo_blocks_the_pipeline_before_the_tokenizer(tmp_path: P
         assert next(iter(evaluation.values())).status.value == "FAILED"
         assert instance.get_latest_materialization_event(dg.AssetKey("tokenizer_model")) is None
         assert instance.get_latest_materialization_event(dg.AssetKey("raw_prs")) is None
+
+
+def test_a_failed_blocking_check_blocks_later_runs_of_downstream_assets(tmp_path: Path) -> None:
+    """A UI/CLI launch of just the tokenizer must not train on data a blocking check rejected."""
+    clones = tmp_path / "clones"
+    make_repo(clones, "high", {"util.go": UTIL})
+    with dg.instance_for_test() as instance:
+        build(tmp_path, clones, instance)
+        resources = {
+            "storage": StorageResource(root=str(tmp_path / "data")),
+            "source": StarredClones(clones_dir=str(clones), stars={}),
+            "gpu": GPUResource(device="cpu"),
+        }
+        make_repo(clones, "nolicense", {"a.go": "package a\n"}, license_text=None)
+        listing = dg.materialize([*ASSETS, *CHECKS], selection=["repo_list"], instance=instance,
+                                 resources=resources, raise_on_error=False)  # fmt: skip
+        assert not listing.success
+        tokenizer = dg.materialize([*ASSETS, *CHECKS], selection=["tokenizer_model"], instance=instance,
+                                   resources=resources, raise_on_error=False)  # fmt: skip
+        assert not tokenizer.success
+        failure = tokenizer.get_step_failure_events()[0].event_specific_data.error.to_string()
+        assert "blocking checks failed upstream: repo_list:repo_list_licenses" in failure

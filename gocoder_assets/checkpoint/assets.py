@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from gocoder_assets.checks import require_upstream_checks_passed
 from gocoder_assets.packed_shards.assets import packed_shards
 from gocoder_assets.packed_shards.shard_format import read_header
 from gocoder_assets.repo_list.repos import read_repo_list
@@ -71,6 +72,7 @@ def checkpoint(
     from gocoder_assets.checkpoint.model import build_model_config  # noqa: PLC0415 - torch is heavy
     from gocoder_assets.checkpoint.train import TrainConfig, train, unigram_loss  # noqa: PLC0415
 
+    require_upstream_checks_passed(context)
     layout = storage.layout()
     info = read_json(layout.tokenizer_dir / INFO_FILE)
     train_shards, val_shards = shard_splits(layout, info["sha256"])

@@ -4,6 +4,7 @@
 import dagster as dg
 
 from gocoder_assets.categorized_records.assets import categorized_records
+from gocoder_assets.checks import require_upstream_checks_passed
 from gocoder_assets.dedup_index.assets import dedup_index
 from gocoder_assets.dedup_index.index import dropped_ids
 from gocoder_assets.metadata import counts_metadata
@@ -31,6 +32,7 @@ def packed_shards(
     context: dg.AssetExecutionContext, config: PackConfig, storage: StorageResource
 ) -> dg.MaterializeResult:
     """Records encoded and EOS-separated; the manifest names the split and the tokenizer hash."""
+    require_upstream_checks_passed(context)
     layout = storage.layout()
     splits = assign_splits(list(read_repo_list(layout.repo_list_file)), config.val_fraction)
     sp = load_processor(layout.tokenizer_dir)

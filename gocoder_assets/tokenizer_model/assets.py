@@ -5,6 +5,7 @@ import dagster as dg
 
 from gocoder_assets.categorized_records.assets import categorized_records
 from gocoder_assets.categorized_records.serialize import MARKERS
+from gocoder_assets.checks import require_upstream_checks_passed
 from gocoder_assets.dedup_index.assets import dedup_index
 from gocoder_assets.dedup_index.index import dropped_ids
 from gocoder_assets.repo_list.assets import repo_list
@@ -35,9 +36,12 @@ class TokenizerConfig(dg.Config):
 @dg.asset(
     deps=[repo_list, categorized_records, dedup_index], code_version="2", group_name="tokenize", kinds={"sentencepiece"}
 )
-def tokenizer_model(config: TokenizerConfig, storage: StorageResource) -> dg.MaterializeResult:
+def tokenizer_model(
+    context: dg.AssetExecutionContext, config: TokenizerConfig, storage: StorageResource
+) -> dg.MaterializeResult:
     """Trained on text from all partitions; its data version is the hash of the model file,
     so every packed_shards partition goes stale when the vocabulary changes."""
+    require_upstream_checks_passed(context)
     layout = storage.layout()
     keys = list(read_repo_list(layout.repo_list_file))
     files = [layout.categorized_file(k) for k in keys]

@@ -61,6 +61,7 @@ def test_star_slices_cross_the_search_cap(repos: list[Repo], tmp_path: Path) -> 
     assert first.commit_sha == fake_oid(first.full_name) and first.default_branch == "main"
     assert first.url == f"{emu.base_url}{first.full_name}" and first.source == "github" and first.fetched_at
     assert first.license_spdx in {"MIT", "Apache-2.0", "GPL-3.0", "BSD-3-Clause"}
+    assert first.license_key == first.license_spdx.lower()  # the emulator keys licenses like GitHub: lower-case
 
 
 def test_exclusions_are_counted(repos: list[Repo], tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ REPO_SCHEMA = pa.schema(
         ("fetched_at", pa.string()),
         ("source", pa.string()),
         ("root", pa.string()),
+        ("license_key", pa.string()),
     ]
 )
 

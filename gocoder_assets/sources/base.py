@@ -69,6 +69,7 @@ class RepoInfo:
     fetched_at: str
     source: str
     root: str = ""
+    license_key: str | None = None  # GitHub's license key (e.g. "bsd-3-clause") where the source has one
 
     def as_row(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

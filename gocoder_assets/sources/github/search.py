@@ -125,6 +125,7 @@ class RepoSearch:
             repos.append(RepoInfo(
                 partition_key=item["full_name"], full_name=item["full_name"], url=item["html_url"],
                 stars=item["stargazers_count"], license_spdx=item["license"]["spdx_id"], default_branch=branch,
-                commit_sha=sha, fetched_at=fetched_at, source="github", root=""))
+                commit_sha=sha, fetched_at=fetched_at, source="github", root="",
+                license_key=item["license"].get("key")))
         self.log(f"repo_list: {len(repos)} repositories; excluded: {dict(sorted(self.excluded.items()))}")
         return repos

@@ -17,7 +17,6 @@ from collections.abc import Iterable
 from functools import cache
 
 import numpy as np
-from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 NUM_PERM = 256
 SHINGLE = 5
@@ -33,8 +32,10 @@ def content_sha(text: str) -> str:
 
 
 @cache
-def _template() -> MinHash:
+def _template():  # -> datasketch.MinHash, imported lazily: it pulls in scipy (0.6 s on every run start)
     # Building the permutations is the slow part of MinHash(); do it once and copy.
+    from datasketch import MinHash  # noqa: PLC0415
+
     return MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME, hashfunc=zlib.crc32)
 
 
@@ -43,7 +44,9 @@ def signature(text: str) -> np.ndarray:
     tokens = TOKEN.findall(text)
     grams = {" ".join(tokens[i : i + SHINGLE]).encode() for i in range(max(1, len(tokens) - SHINGLE + 1))}
     # crc32 (C, stable across processes) hashes shingles ~1.6x faster than datasketch's sha1 default.
-    m = MinHash(num_perm=NUM_PERM, seed=SEED, permutations=_template().permutations, scheme=SCHEME, hashfunc=zlib.crc32)
+    m = type(_template())(
+        num_perm=NUM_PERM, seed=SEED, permutations=_template().permutations, scheme=SCHEME, hashfunc=zlib.crc32
+    )
     m.update_batch(list(grams))
     return m.hashvalues.astype(np.uint32)
 
@@ -75,6 +78,8 @@ def deduplicate(
     candidates: Iterable[Candidate], signatures: dict[str, np.ndarray], threshold: float = THRESHOLD
 ) -> tuple[list[Decision], dict[str, collections.Counter[str]]]:
     """Drop decisions and per-repo counts (records in, exact dups, near dups, kept)."""
+    from datasketch import LeanMinHash, MinHashLSH  # noqa: PLC0415 - heavy import, only the index needs it
+
     ordered = sorted(candidates, key=Candidate.rank)
     counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     decisions: list[Decision] = []

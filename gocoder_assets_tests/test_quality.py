@@ -19,6 +19,7 @@ from gocoder_assets.definitions import ASSETS, CHECKS
 from gocoder_assets.packed_shards.checks import shard_problems
 from gocoder_assets.packed_shards.shard_format import open_shard
 from gocoder_assets.pipeline import materialize_all
+from gocoder_assets.raw_prs.checks import raw_problems
 from gocoder_assets.repo_list.checks import duplicates, license_problems
 from gocoder_assets.resources import GPUResource, RepoSourceResource, StorageResource
 from gocoder_assets.sources.base import RepoInfo, RepoSource
@@ -222,6 +223,10 @@ def test_check_functions_fail_on_bad_versions(planted, tmp_path: Path) -> None:
     assert license_problems([{"partition_key": "a/b", "license_spdx": None}])
     assert not license_problems([{"partition_key": "a/b", "license_spdx": "GPL-3.0"}])
     assert duplicates([{"partition_key": "a/b", "url": "u"}, {"partition_key": "a/b", "url": "v"}])
+    bad_raw = [{"kind": "file", "path": "../etc/passwd", "text": "x"}, {"kind": "skip", "path": "a", "reason": "?"},
+               {"kind": "file", "path": "a.go", "text": "lone \ud800 surrogate"}]  # fmt: skip
+    assert raw_problems(bad_raw) == {"unsafe_path": 1, "unknown_skip_reason": 1, "invalid_utf8": 1}
+    assert not raw_problems([{"kind": "skip", "path": "a", "reason": "binary"}])
     # A record with a secret that slipped through, and one under vendor/ with no license.
     table = pq.read_table(layout.categorized_file("acme/high"))
     bad = table.to_pylist()

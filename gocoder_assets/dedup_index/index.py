@@ -43,10 +43,9 @@ def build_index(layout: Layout, repos: dict[str, RepoInfo], threshold: float) ->
     return counts
 
 
-def dropped_ids(path: Path, repo: str | None = None) -> set[str]:
-    """Record ids the index removed (of one repo, or all); empty when there is no index yet."""
+def dropped_ids(path: Path) -> set[str]:
+    """Record ids the index removed; empty when there is no index yet. Record ids embed their
+    partition key, so one set serves every partition."""
     if not path.exists():
         return set()
-    table = pq.read_table(path, columns=["record_id", "repo"]).to_pylist()
-    return {r["record_id"] for r in table if repo is None or r["repo"] == repo}
-
+    return set(pq.read_table(path, columns=["record_id"]).column(0).to_pylist())

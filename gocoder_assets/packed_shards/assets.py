@@ -37,11 +37,11 @@ def packed_shards(
     splits = assign_splits(list(read_repo_list(layout.repo_list_file)), config.val_fraction)
     sp = load_processor(layout.tokenizer_dir)
     tokenizer_sha = read_json(layout.tokenizer_dir / INFO_FILE)["sha256"]
+    # Read the index once per run, not once per partition.
+    dropped = dropped_ids(layout.dedup_file)
     per_partition = {}
     for key in context.partition_keys:
-        stats = pack_partition(
-            layout.categorized_file(key), layout.shard_file(key), sp, dropped_ids(layout.dedup_file, key)
-        )
+        stats = pack_partition(layout.categorized_file(key), layout.shard_file(key), sp, dropped)
         manifest = {**stats, "split": splits[key], "tokenizer_sha256": tokenizer_sha, "vocab_size": sp.vocab_size()}
         write_json(layout.shard_manifest(key), manifest)
         per_partition[key] = {**stats, f"{splits[key]}_tokens": stats["tokens"]}

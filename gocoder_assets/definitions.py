@@ -13,6 +13,7 @@ instead; see README "Collecting from GitHub").
 from __future__ import annotations
 
 import os
+import shlex
 
 import dagster as dg
 
@@ -56,6 +57,11 @@ def resources_from_env(env: dict[str, str] | None = None) -> dict[str, dg.Config
             device=env.get("GOCODER_DEVICE", "auto"),
             precision=env.get("GOCODER_PRECISION", "auto"),
             compile=env.get("GOCODER_COMPILE", "0") == "1",
+            # The ROCm variables keep their standard names, so a shell that already exports them agrees.
+            hip_alloc_conf=env.get("PYTORCH_HIP_ALLOC_CONF") or None,
+            hsa_override_gfx_version=env.get("HSA_OVERRIDE_GFX_VERSION") or None,
+            num_processes=int(env.get("GOCODER_NPROC") or 1),
+            torchrun_args=shlex.split(env.get("GOCODER_TORCHRUN_ARGS", "")),
         ),
     }
 

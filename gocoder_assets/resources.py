@@ -70,17 +70,41 @@ class LocalSourceResource(RepoSourceResource):
 
 
 class GPUResource(dg.ConfigurableResource):
-    """Picks the accelerator and precision for training: CUDA, ROCm (HIP build of torch) or CPU.
+    """Picks the accelerator and precision for training, and how the training process is launched.
 
-    ``device``: auto | cuda | rocm | mps | cpu. ``precision``: auto (bf16 autocast where the
-    hardware supports it) | bf16 | fp16 | fp32. ``compile`` turns on torch.compile.
+    ``device``: auto | cuda | rocm | mps | cpu. ``precision``: auto (bf16 autocast where the hardware
+    runs it natively, else fp16 + loss scaling on GPUs, fp32 on CPUs) | bf16 | fp16 | fp32.
+    ``compile`` turns on torch.compile.
+
+    ROCm: ``hip_alloc_conf`` becomes PYTORCH_HIP_ALLOC_CONF (e.g.
+    "expandable_segments:True,garbage_collection_threshold:0.8" against fragmentation on small cards);
+    ``hsa_override_gfx_version`` becomes HSA_OVERRIDE_GFX_VERSION (e.g. "10.3.0", so ROCm runs its
+    gfx1030 kernels on gfx1031/gfx1032 RDNA2 cards it does not ship kernels for).
+
+    ``num_processes``: data-parallel processes per node (launched with torchrun when above 1);
+    ``torchrun_args``: extra torchrun arguments for multi-node runs, e.g.
+    ["--nnodes=2", "--node-rank=0", "--rdzv-endpoint=host:29500"].
     """
 
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False
+    hip_alloc_conf: str | None = None
+    hsa_override_gfx_version: str | None = None
+    num_processes: int = 1
+    torchrun_args: list[str] = []
 
     def choice(self) -> DeviceChoice:
         from gocoder_assets.checkpoint.device import pick_device  # noqa: PLC0415
 
         return pick_device(self.device, self.precision)
+
+    def launch_env(self) -> dict[str, str]:
+        """Environment variables for the training subprocess: only those configured.
+
+        The HIP runtime reads these once, when it initialises, and this (Dagster) process may already
+        have initialised it, so setting them in ``os.environ`` here would be silently ignored. That is
+        why training runs in a subprocess started with this environment.
+        """
+        env = {"PYTORCH_HIP_ALLOC_CONF": self.hip_alloc_conf, "HSA_OVERRIDE_GFX_VERSION": self.hsa_override_gfx_version}
+        return {name: value for name, value in env.items() if value}

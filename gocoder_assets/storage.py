@@ -69,6 +69,10 @@ class Layout:
     def shard_file(self, key: str) -> Path:
         return self.partition_dir("packed_shards", key) / "tokens.bin"
 
+    def shard_index(self, key: str) -> Path:
+        """Record boundaries and categories of the shard (``shard_format.index_path`` of ``shard_file``)."""
+        return self.partition_dir("packed_shards", key) / "records.parquet"
+
     def shard_manifest(self, key: str) -> Path:
         return self.partition_dir("packed_shards", key) / "manifest.json"
 
@@ -79,6 +83,18 @@ class Layout:
     @property
     def tensorboard_dir(self) -> Path:
         return self.asset_dir("checkpoint") / "tensorboard"
+
+    @property
+    def train_state_dir(self) -> Path:
+        """Resume points of the current training run (``checkpoint.state``)."""
+        return self.asset_dir("checkpoint") / "train_state"
+
+    @property
+    def train_run_dir(self) -> Path:
+        """The last launch's job file, per-token byte lengths, result and loss curve."""
+        path = self.asset_dir("checkpoint") / "run"
+        path.mkdir(exist_ok=True)
+        return path
 
     @property
     def gguf_dir(self) -> Path:

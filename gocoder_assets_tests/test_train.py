@@ -1,7 +1,8 @@
-"""The training stage end to end on CPU: a tiny model on a learnable synthetic stream must learn it.
+"""The training loop on CPU: it learns, accumulates exactly, evaluates per category, guards against divergence.
 
-The stream repeats a fixed 23-token pattern with 10% noise and an EOS every 97 tokens, so a model that
-uses context predicts far better than token frequencies can (the unigram baseline), within 40 steps.
+The planted stream repeats a fixed 23-token pattern with 10% noise in records of 97 tokens (the
+last one EOS), cycling through the three categories, so a model that uses context beats token
+frequencies (the unigram baseline) within 40 steps.
 """
 
 from __future__ import annotations
@@ -14,13 +15,18 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
-from gocoder_assets.checkpoint.device import DeviceUnavailableError, pick_device
+from gocoder_assets.checkpoint import train as train_module
+from gocoder_assets.checkpoint.config import TrainConfig
+from gocoder_assets.checkpoint.device import pick_device
 from gocoder_assets.checkpoint.model import PRESETS, build_model_config, count_params
-from gocoder_assets.checkpoint.train import ShardSet, TrainConfig, TrainResult, train, unigram_loss
-from gocoder_assets.packed_shards.shard_format import write_shard
+from gocoder_assets.checkpoint.train import TrainingDivergedError, TrainResult, accumulate_gradients, train
+from gocoder_assets_tests.shards import make_shard
 
 VOCAB, BOS, EOS, PAD = 300, 1, 2, 0
 STEPS = 40
+RECORD = 97
+TOKEN_BYTES = np.r_[np.zeros(3, np.int32), np.full(VOCAB - 3, 3, np.int32)]  # 3 bytes a token, specials 0
+CYCLE = ("CODE", "CODE", "NAT", "MIX")
 
 
 def learnable_stream(n: int, seed: int = 0) -> np.ndarray:
@@ -28,56 +34,89 @@ def learnable_stream(n: int, seed: int = 0) -> np.ndarray:
     tokens = np.resize(rng.choice(np.arange(3, VOCAB), size=23, replace=False), n)
     noisy = rng.random(n) < 0.1
     tokens[noisy] = rng.integers(3, VOCAB, size=int(noisy.sum()))
-    tokens[::97] = EOS
-    return tokens.astype(np.uint16)
+    return tokens
+
+
+def planted_shard(path: Path, n: int, seed: int = 0) -> Path:
+    """``n`` tokens of the stream cut into records of RECORD tokens (EOS appended by make_shard)."""
+    stream = learnable_stream(n, seed)
+    cut = [stream[i : i + RECORD - 1] for i in range(0, n, RECORD - 1)]
+    return make_shard(path, [(CYCLE[i % len(CYCLE)], r.tolist()) for i, r in enumerate(cut)], EOS)
+
+
+def small_config(**overrides) -> TrainConfig:
+    values = dict(
+        preset="test",
+        max_steps=STEPS,
+        total_batch_tokens=8 * 64,
+        learning_rate=3e-3,
+        min_lr=1e-4,
+        warmup_steps=5,
+        eval_interval=20,
+        eval_tokens=2_000,
+        log_interval=10,
+        checkpoint_interval=10,
+        seed=0,
+    )
+    return TrainConfig(**{**values, **overrides})
+
+
+def run_train(cfg: TrainConfig, shards, out: Path, **kwargs) -> TrainResult:
+    return train(
+        cfg,
+        build_model_config("test", VOCAB, BOS, EOS, PAD),
+        *shards,
+        TOKEN_BYTES,
+        out / "model",
+        out / "state",
+        out / "tb",
+        pick_device("cpu", "fp32"),
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], list[Path]]:
     d = tmp_path_factory.mktemp("shards")
-    stream = learnable_stream(30_000)
     # The 30-token middle shard is shorter than a window: it must still be usable, not crash sampling.
-    parts = {
-        "train_0.bin": stream[:12_000],
-        "train_1.bin": stream[12_000:12_030],
-        "train_2.bin": stream[12_030:26_000],
-    }
-    for name, tokens in {**parts, "val_0.bin": stream[26_000:]}.items():
-        write_shard(d / name, tokens)
-    return [d / name for name in parts], [d / "val_0.bin"]
+    train_shards = [
+        planted_shard(d / "t0" / "tokens.bin", 12_000, 0),
+        planted_shard(d / "t1" / "tokens.bin", 30, 0),
+        planted_shard(d / "t2" / "tokens.bin", 14_000, 0),
+    ]
+    val_shards = [planted_shard(d / "v0" / "tokens.bin", 3_000, 0), planted_shard(d / "v1" / "tokens.bin", 40, 0)]
+    return train_shards, val_shards
 
 
 @pytest.fixture(scope="module")
-def run(shards: tuple[list[Path], list[Path]], tmp_path_factory: pytest.TempPathFactory):
+def run(shards, tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainResult, Path, list[str]]:
     out = tmp_path_factory.mktemp("run")
-    cfg = TrainConfig(
-        preset="test", max_steps=STEPS, batch_size=8, learning_rate=3e-3, min_lr=1e-4, warmup_steps=5,
-        eval_interval=20, eval_tokens=2_000, log_interval=10, seed=0,
-    )  # fmt: skip
     lines: list[str] = []
-    result = train(
-        cfg, build_model_config("test", VOCAB, BOS, EOS, PAD), *shards, out / "model", out / "tb",
-        pick_device("cpu"), log=lines.append,
-    )  # fmt: skip
-    return result, out, lines
+    return run_train(small_config(), shards, out, log=lines.append), out, lines
 
 
-def test_training_learns_the_stream(run: tuple[TrainResult, Path, list[str]], shards) -> None:
+def test_training_learns_the_stream_and_reports_per_category(run) -> None:
     result, _, lines = run
-    assert result.steps == STEPS and result.tokens_seen == STEPS * 8 * 64
-    assert result.final_train_loss < result.initial_loss
+    assert result.steps == STEPS and result.tokens_seen == STEPS * 8 * 64 and result.resumed_from_step == 0
+    assert len(result.losses) == STEPS and result.final_train_loss < result.initial_loss
     assert math.isclose(result.initial_loss, math.log(VOCAB), rel_tol=0.1)  # a fresh model is ~uniform
-    baseline = unigram_loss(*shards, VOCAB)
-    assert result.val_loss is not None and math.isfinite(result.val_loss)
-    assert result.val_loss < baseline, (result.val_loss, baseline)
-    assert result.val_tokens == 2_000 and result.tokens_per_s > 0
-    assert any("val loss" in line for line in lines)
+    val, unigram = result.val, result.val_unigram
+    assert math.isfinite(val["val_loss"]) and val["val_loss"] < unigram["val_unigram_loss"], (val, unigram)
+    # Both scored on exactly the same targets, which include the short second val repository.
+    assert val["val_tokens"] == unigram["val_unigram_tokens"] <= 2_000 + 64
+    for category in ("NAT", "MIX", "CODE"):
+        assert val[f"val_loss_{category}"] < unigram[f"val_unigram_loss_{category}"]
+    # bits per byte: nats / (ln 2 × bytes), with 3 bytes a token except EOS (0).
+    assert val["val_bpb"] < val["val_loss"] / (math.log(2) * 3) * 1.05
+    assert [e["step"] for e in result.evals] == [20, 40]
+    assert any("val loss" in line for line in lines) and any("saved training state" in line for line in lines)
     meta = result.as_metadata()
     assert all(isinstance(v, (int, float, str)) for v in meta.values())
     assert meta["params"] == count_params(build_model_config("test", VOCAB, BOS, EOS, PAD))
+    assert meta["micro_batch"] * meta["accumulation"] == 8 and meta["memory_estimated_total_bytes"] > 0
 
 
-def test_checkpoint_is_a_loadable_hf_directory(run: tuple[TrainResult, Path, list[str]]) -> None:
+def test_checkpoint_is_a_loadable_hf_directory(run) -> None:
     _, out, _ = run
     model_dir = out / "model"
     assert (model_dir / "model.safetensors").is_file() and (model_dir / "config.json").is_file()
@@ -89,56 +128,119 @@ def test_checkpoint_is_a_loadable_hf_directory(run: tuple[TrainResult, Path, lis
     assert logits.shape == (1, 4, VOCAB) and torch.isfinite(logits).all()
 
 
-def test_tensorboard_events_written(run: tuple[TrainResult, Path, list[str]]) -> None:
+def test_training_state_saved_every_interval_keeping_the_last(run) -> None:
     _, out, _ = run
-    assert list((out / "tb").glob("events.out.tfevents.*"))
+    # Saves at 10, 20, 30 (the end is the HF directory itself); keep_checkpoints=3 keeps all three.
+    assert sorted(p.name for p in (out / "state").glob("step_*")) == [f"step_{s:08d}" for s in (10, 20, 30)]
+
+
+def test_tensorboard_events_per_category(run) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: PLC0415
+
+    _, out, _ = run
+    events = EventAccumulator(str(out / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {
+        "train/loss",
+        "train/lr",
+        "train/grad_norm",
+        "train/tokens_per_s",
+        "train/mfu",
+        "val/loss",
+        "val/bpb",
+        "val/loss_CODE",
+        "val/bpb_NAT",
+    } <= tags, tags
+
+
+def test_resume_after_completion_and_config_change(shards, tmp_path: Path) -> None:
+    """Same settings resume from the newest save; another learning rate starts fresh and says why."""
+    cfg = small_config(max_steps=12, checkpoint_interval=5, eval_interval=100)
+    first = run_train(cfg, shards, tmp_path)
+    lines: list[str] = []
+    again = run_train(cfg, shards, tmp_path, log=lines.append)
+    assert again.resumed_from_step == 10 and again.losses == first.losses
+    assert any("resumed from step 10" in line for line in lines)
+    lines.clear()
+    changed = run_train(
+        small_config(max_steps=12, checkpoint_interval=5, learning_rate=1e-3), shards, tmp_path, log=lines.append
+    )
+    assert changed.resumed_from_step == 0
+    assert any("settings changed (train.learning_rate): starting fresh" in line for line in lines), lines
+
+
+def test_gradient_accumulation_equals_one_batch() -> None:
+    """4 micro-batches of 2 rows give the gradients of one batch of 8 (≤ 1e-6)."""
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(build_model_config("test", VOCAB, BOS, EOS, PAD))
+    windows = torch.from_numpy(np.stack([learnable_stream(65, seed) for seed in range(8)]))
+    device = pick_device("cpu", "fp32")
+    whole = accumulate_gradients(model, windows, 8, device)
+    one = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    parts = accumulate_gradients(model, windows, 2, device)
+    assert math.isclose(whole.item(), parts.item(), rel_tol=1e-6)
+    worst = max(float((p.grad - g).abs().max()) for p, g in zip(model.parameters(), one, strict=True))
+    assert worst <= 1e-6, worst
+
+
+def test_divergence_stops_at_the_step(shards, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NaN loss at step 7 stops the run there, naming the step and the last good save; no model is written."""
+    real, calls = train_module.batch_loss, {"n": 0}
+
+    def poisoned(model, windows):
+        calls["n"] += 1
+        loss = real(model, windows)
+        return loss * float("nan") if calls["n"] == 7 else loss
+
+    monkeypatch.setattr(train_module, "batch_loss", poisoned)
+    with pytest.raises(TrainingDivergedError, match=r"diverged at step 7: loss nan.*last saved state is step_00000005"):
+        run_train(small_config(max_steps=20, checkpoint_interval=5), shards, tmp_path)
+    assert not (tmp_path / "model").exists()
 
 
 def test_short_shards_no_val_and_overwrite(tmp_path: Path) -> None:
-    """Context shrinks to what the shards hold, no val means val_loss None, and re-saving swaps cleanly."""
-    write_shard(tmp_path / "t.bin", learnable_stream(41))
+    """Context shrinks to what the shards hold, no val means no val metrics, and re-saving swaps cleanly."""
+    shard = planted_shard(tmp_path / "t" / "tokens.bin", 40)
     out = tmp_path / "out"
-    (out / "stale").mkdir(parents=True)
-    cfg = TrainConfig(preset="test", max_steps=2, warmup_steps=1, eval_interval=1, log_interval=1)
+    (out / "model" / "stale").mkdir(parents=True)
+    cfg = TrainConfig(
+        preset="test", max_steps=2, warmup_steps=1, eval_interval=1, log_interval=1, total_batch_tokens=80
+    )
     config = build_model_config("test", VOCAB, BOS, EOS, PAD)
-    result = train(cfg, config, [tmp_path / "t.bin"], [], out, tmp_path / "tb", pick_device("cpu"), log=print)
-    assert result.context_length == 40 and result.val_loss is None and "val_loss" not in result.as_metadata()
+    result = train(
+        cfg, config, [shard], [], TOKEN_BYTES, out / "model", out / "state", out / "tb", pick_device("cpu"), log=print
+    )
+    assert result.context_length == 40 and result.val == {} and "val_loss" not in result.as_metadata()
     assert config.max_position_embeddings == 64  # the caller's config is not mutated
-    assert not (out / "stale").exists() and (out / "model.safetensors").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "t.bin", "tb"]
+    assert not (out / "model" / "stale").exists() and (out / "model" / "model.safetensors").is_file()
 
 
 def test_rejects_vocab_mismatch(tmp_path: Path) -> None:
-    write_shard(tmp_path / "t.bin", np.array([3, 4, 299, 300, 5], dtype=np.uint16))
+    shard = make_shard(tmp_path / "t" / "tokens.bin", [("CODE", [3, 4, 299, 300, 5])], EOS)
     cfg = TrainConfig(preset="test", max_steps=1)
-    with pytest.raises(ValueError, match="token id 300"):
-        train(cfg, build_model_config("test", VOCAB, BOS, EOS, PAD), [tmp_path / "t.bin"], [],
-              tmp_path / "o", tmp_path / "tb", pick_device("cpu"))  # fmt: skip
-    with pytest.raises(ValueError, match="does not fit uint16"):
-        train(cfg, build_model_config("test", 70_000, BOS, EOS, PAD), [tmp_path / "t.bin"], [],
-              tmp_path / "o", tmp_path / "tb", pick_device("cpu"))  # fmt: skip
+    for vocab, message in ((VOCAB, "token id 300"), (70_000, "does not fit uint16")):
+        with pytest.raises(ValueError, match=message):
+            train(
+                cfg,
+                build_model_config("test", vocab, BOS, EOS, PAD),
+                [shard],
+                [],
+                TOKEN_BYTES,
+                tmp_path / "o",
+                tmp_path / "s",
+                tmp_path / "tb",
+                pick_device("cpu"),
+            )
     assert not (tmp_path / "o").exists()
 
 
-def test_shard_set_reads_across_shards(tmp_path: Path) -> None:
-    stream = np.arange(100, dtype=np.uint16)
-    for i, (a, b) in enumerate([(0, 10), (10, 10), (10, 13), (13, 100)]):  # includes an empty shard
-        write_shard(tmp_path / f"{i}.bin", stream[a:b])
-    s = ShardSet(sorted(tmp_path.glob("*.bin")))
-    assert s.num_tokens == 100
-    np.testing.assert_array_equal(s.read(5, 20), np.arange(5, 25))
-    windows = s.sample(np.random.default_rng(0), 16, 31)
-    assert windows.shape == (16, 32) and (np.diff(windows, axis=1) == 1).all()
-    evals = list(s.eval_windows(ctx=16, batch=2, max_tokens=50))
-    assert [w.shape for w in evals] == [(2, 17), (1, 17), (1, 3)]  # 16 + 16 + 16 + 2 = 50 targets
-    np.testing.assert_array_equal(evals[-1][0], [48, 49, 50])
-
-
-def test_unigram_loss_matches_hand_computation(tmp_path: Path) -> None:
-    write_shard(tmp_path / "t.bin", np.array([3, 3, 3, 4], dtype=np.uint16))
-    write_shard(tmp_path / "v.bin", np.array([3, 5], dtype=np.uint16))
-    expected = -(math.log(4 / 14) + math.log(1 / 14)) / 2  # add-one: (count + 1) / (4 + vocab 10)
-    assert math.isclose(unigram_loss([tmp_path / "t.bin"], [tmp_path / "v.bin"], 10), expected)
+def test_bad_settings_fail_before_training() -> None:
+    with pytest.raises(ValueError, match="min_lr"):
+        TrainConfig(min_lr=1.0, learning_rate=0.1)
+    with pytest.raises(ValueError, match="unknown"):
+        TrainConfig(stages=[{"weights": {"PROSE": 1.0}}])
 
 
 def test_presets_and_param_count() -> None:
@@ -150,13 +252,3 @@ def test_presets_and_param_count() -> None:
     assert count_params(config) == sum(p.numel() for p in LlamaForCausalLM(config).parameters())
     with pytest.raises(ValueError, match="unknown model preset"):
         build_model_config("huge", VOCAB, BOS, EOS, PAD)
-
-
-def test_pick_device() -> None:
-    choice = pick_device("cpu")
-    assert choice.device == choice.backend == "cpu" and choice.name
-    assert pick_device("cpu", "fp32").autocast_dtype is None
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
-    with pytest.raises(DeviceUnavailableError, match="'cuda' is not available here"):
-        pick_device("cuda")

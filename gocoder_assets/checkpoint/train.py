@@ -1,20 +1,31 @@
-"""Pretraining from scratch: random windows from memory-mapped token shards, AdamW, cosine LR, one file.
+"""Pretraining from scratch, built to survive and scale a multi-day run.
 
-nanoGPT's recipe (random-offset windows over a uint16 stream, AdamW with betas (0.9, 0.95) and
-decay on matrices only, warmup + cosine to ``min_lr``, grad clipping, bf16 autocast, optional
-torch.compile) on transformers' ``LlamaForCausalLM``, so the checkpoint is a standard HF directory.
+nanoGPT's recipe (random windows over memory-mapped uint16 shards, AdamW with betas (0.9, 0.95)
+and decay on matrices only, warmup + cosine to ``min_lr``, grad clipping, autocast, optional
+torch.compile) on transformers' ``LlamaForCausalLM``, plus what a long run needs:
+
+- an effective batch of ``total_batch_tokens`` reached by gradient accumulation over
+  micro-batches that the memory model sizes for the device;
+- data parallelism (one process per device under torchrun): every rank draws the same global
+  batch and trains on its slice, so N ranks compute what one process would;
+- a full training state saved every ``checkpoint_interval`` steps and resumed automatically;
+- a divergence guard that stops at the first non-finite loss or gradient norm, naming the step;
+- evaluation on fixed windows spread over every val repository, in nats, perplexity and bits
+  per byte, per category, beside a unigram baseline scored on the same tokens.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
+import shutil
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,152 +33,37 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from gocoder_assets.checkpoint.device import DeviceChoice, autocast
-from gocoder_assets.packed_shards.shard_format import MAX_VOCAB, open_shard
+from gocoder_assets.checkpoint.config import TrainConfig
+from gocoder_assets.checkpoint.data import TokenStream, WindowSampler, parse_stages
+from gocoder_assets.checkpoint.device import DeviceChoice, autocast, device_memory_bytes
+from gocoder_assets.checkpoint.distributed import Dist
+from gocoder_assets.checkpoint.evaluate import EvalSet, score_model, score_unigram, unigram_counts
+from gocoder_assets.checkpoint.memory import flops_per_token, plan_batch
+from gocoder_assets.checkpoint.optim import build_optimizer
+from gocoder_assets.checkpoint.perf import matmul_peak_flops
+from gocoder_assets.checkpoint.report import Progress, TrainResult
+from gocoder_assets.checkpoint.state import StateStore, restore_rng, rng_state
+from gocoder_assets.packed_shards.shard_format import MAX_VOCAB
 from gocoder_assets.storage import atomic_dir
 
-CHUNK_TOKENS = 1 << 22  # 8 MiB of uint16 per read: bounded RAM for any corpus size
 FINAL_LOSS_STEPS = 10  # "final train loss" averages this many last steps; one batch is too noisy
 
 
-@dataclass
-class TrainConfig:
-    """Optimization settings; the model's shape lives in the ``LlamaConfig`` passed to ``train``."""
-
-    preset: str = "tiny"
-    max_steps: int = 2000
-    batch_size: int = 8
-    learning_rate: float = 6e-4  # 3e-4..1e-3 suits the tiny preset; lower it as models grow
-    min_lr: float = 6e-5  # cosine floor, nanoGPT's lr/10
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    eval_interval: int = 250
-    eval_tokens: int = 65_536  # val tokens per evaluation: a fixed budget keeps evals cheap and comparable
-    seed: int = 1337
-    compile: bool = False  # a GPU win; on CPU 1.0× (AMD EPYC here) to 1.6× (Xeon AMX); first step compiles
-    log_interval: int = 10
-
-    def __post_init__(self) -> None:
-        for name in ("max_steps", "batch_size", "eval_interval", "eval_tokens", "log_interval"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0 <= self.min_lr <= self.learning_rate:
-            raise ValueError(f"need 0 <= min_lr ({self.min_lr}) <= learning_rate ({self.learning_rate})")
-        if self.warmup_steps < 0 or self.grad_clip <= 0 or self.weight_decay < 0:
-            raise ValueError("warmup_steps and weight_decay must be >= 0 and grad_clip > 0")
+class TrainingDivergedError(RuntimeError):
+    """A non-finite loss or gradient norm: the run stops instead of training on garbage."""
 
 
-class ShardSet:
-    """Shards read as one virtual token stream, so windows may cross shard ends (each record ends in EOS).
-
-    Only memmaps are held; pages are read on demand, so corpora larger than RAM are fine. Sampling
-    a uniform offset in the concatenation picks each shard with probability ∝ its length, and
-    shards shorter than a window still contribute.
-    """
-
-    def __init__(self, paths: Sequence[Path]) -> None:
-        self.paths = [Path(p) for p in paths]
-        self._shards = [open_shard(p) for p in self.paths]
-        self._starts = np.concatenate([[0], np.cumsum([len(s) for s in self._shards], dtype=np.int64)])
-
-    @property
-    def num_tokens(self) -> int:
-        return int(self._starts[-1])
-
-    def read(self, start: int, length: int) -> np.ndarray:
-        """Tokens ``[start, start + length)`` of the concatenation, as int64 (what embeddings index with)."""
-        if start < 0 or start + length > self.num_tokens:
-            raise IndexError(f"tokens [{start}, {start + length}) outside a stream of {self.num_tokens}")
-        out = np.empty(length, dtype=np.int64)
-        i, pos = int(np.searchsorted(self._starts, start, side="right")) - 1, 0
-        while pos < length:
-            offset = start + pos - int(self._starts[i])
-            take = min(length - pos, len(self._shards[i]) - offset)
-            out[pos : pos + take] = self._shards[i][offset : offset + take]
-            pos, i = pos + take, i + 1
-        return out
-
-    def sample(self, rng: np.random.Generator, batch: int, ctx: int) -> np.ndarray:
-        """``(batch, ctx + 1)`` windows at uniform offsets: inputs ``[:, :-1]``, targets ``[:, 1:]``."""
-        starts = rng.integers(0, self.num_tokens - ctx, size=batch)
-        return np.stack([self.read(int(s), ctx + 1) for s in starts])
-
-    def eval_windows(self, ctx: int, batch: int, max_tokens: int) -> Iterator[np.ndarray]:
-        """Consecutive windows from the start, predicting up to ``max_tokens`` tokens, the same every eval.
-
-        Full windows come in batches of ``batch``; a shorter last window (or a val set shorter than
-        ``ctx``) comes alone, so every budgeted token is scored exactly once.
-        """
-        n = max(0, min(self.num_tokens - 1, max_tokens))
-        starts = range(0, n - n % ctx, ctx)
-        for i in range(0, len(starts), batch):
-            yield np.stack([self.read(s, ctx + 1) for s in starts[i : i + batch]])
-        if n % ctx:
-            yield self.read(n - n % ctx, n % ctx + 1)[None]
-
-    def chunks(self) -> Iterator[tuple[Path, np.ndarray]]:
-        """Every token once, shard by shard, in bounded-size pieces."""
-        for path, shard in zip(self.paths, self._shards, strict=True):
-            for start in range(0, len(shard), CHUNK_TOKENS):
-                yield path, np.asarray(shard[start : start + CHUNK_TOKENS])
-
-
-def check_vocab(vocab_size: int, **sets: ShardSet) -> None:
+def check_vocab(vocab_size: int, **streams: TokenStream) -> None:
     """Fail early and by name: an out-of-range id is otherwise a CUDA device-side assert mid-run."""
     if vocab_size > MAX_VOCAB:
         raise ValueError(f"vocab_size {vocab_size} does not fit uint16 shards (at most {MAX_VOCAB} ids)")
-    for kind, shard_set in sets.items():
-        for path, chunk in shard_set.chunks():
+    for kind, stream in streams.items():
+        for path, chunk in stream.chunks():
             if chunk.size and int(chunk.max()) >= vocab_size:
                 raise ValueError(
                     f"{kind} shard {path} holds token id {int(chunk.max())}, but the model's vocab_size "
                     f"is {vocab_size}: shards and tokenizer disagree"
                 )
-
-
-def unigram_loss(train_shards: Sequence[Path], val_shards: Sequence[Path], vocab_size: int) -> float:
-    """Val cross-entropy (nats/token) of add-one-smoothed train token frequencies: the floor to beat.
-
-    A model that does not beat this has learned no context at all, whatever its loss curve says.
-    """
-    train_set, val_set = ShardSet(train_shards), ShardSet(val_shards)
-    check_vocab(vocab_size, train=train_set, val=val_set)
-    if val_set.num_tokens == 0:
-        raise ValueError("no val tokens to score the unigram baseline on")
-    counts = np.zeros(vocab_size, dtype=np.int64)
-    for _, chunk in train_set.chunks():
-        counts += np.bincount(chunk, minlength=vocab_size)
-    log_p = np.log(counts + 1.0) - np.log(float(counts.sum() + vocab_size))
-    total = sum(float(-log_p[chunk].sum()) for _, chunk in val_set.chunks())
-    return total / val_set.num_tokens
-
-
-@dataclass
-class TrainResult:
-    """What a run did, for asset metadata and for checking the run learned something."""
-
-    preset: str
-    params: int
-    context_length: int
-    batch_size: int
-    steps: int
-    tokens_seen: int
-    initial_loss: float
-    final_train_loss: float
-    val_loss: float | None
-    val_tokens: int
-    tokens_per_s: float  # steady state: excludes the first step (compile/warm-up) and evaluations
-    wall_time_s: float
-    device: str
-    backend: str
-    precision: str
-    device_name: str
-    compiled: bool
-
-    def as_metadata(self) -> dict[str, float | int | str]:
-        """Flat and JSON-safe; ``val_loss`` is left out, not None, when there were no val tokens."""
-        return {k: (str(v) if isinstance(v, bool) else v) for k, v in asdict(self).items() if v is not None}
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -178,151 +74,267 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (cfg.learning_rate - cfg.min_lr)
 
 
-def _loss(model: torch.nn.Module, windows: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def batch_loss(model: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy of ``(rows, ctx + 1)`` windows."""
     logits = model(input_ids=windows[:, :-1], use_cache=False).logits
     # Cross-entropy in fp32 even under autocast: bf16 log-softmax over a large vocab loses precision.
-    return F.cross_entropy(logits.float().flatten(0, 1), windows[:, 1:].flatten(), reduction=reduction)
+    return F.cross_entropy(logits.float().flatten(0, 1), windows[:, 1:].flatten())
 
 
-def _sync(device: DeviceChoice) -> None:
+def accumulate_gradients(
+    model: torch.nn.Module,
+    windows: torch.Tensor,
+    micro_batch: int,
+    device: DeviceChoice,
+    scaler: torch.amp.GradScaler | None = None,
+) -> torch.Tensor:
+    """Forward/backward ``windows`` in micro-batches; gradients equal one batch of all rows.
+
+    Each micro-batch's mean loss is divided by the number of micro-batches (all have the same
+    token count), so the summed gradients are those of the mean over every row. Under DDP the
+    gradient all-reduce runs once, on the last micro-batch. Returns the mean loss (detached).
+    """
+    chunks = windows.split(micro_batch)
+    total = torch.zeros((), device=windows.device)
+    for i, chunk in enumerate(chunks):
+        last = i == len(chunks) - 1
+        sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+        with sync:
+            with autocast(device):
+                loss = batch_loss(model, chunk) / len(chunks)
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+        total += loss.detach()
+    return total
+
+
+def _to_device(windows: np.ndarray, device: DeviceChoice) -> torch.Tensor:
+    """Pinned, non-blocking host→device copy on GPUs, so the copy overlaps the previous step's kernels."""
+    batch = torch.from_numpy(windows)
     if device.device == "cuda":
-        torch.cuda.synchronize()
-    elif device.device == "mps":
-        torch.mps.synchronize()
-
-
-@torch.no_grad()
-def evaluate(
-    model: torch.nn.Module, val_set: ShardSet, ctx: int, cfg: TrainConfig, device: DeviceChoice
-) -> tuple[float | None, int]:
-    """Mean val loss over the fixed eval windows and the number of tokens scored (None, 0 when empty)."""
-    model.eval()
-    total, n = torch.zeros((), device=device.device), 0
-    for windows in val_set.eval_windows(ctx, cfg.batch_size, cfg.eval_tokens):
-        batch = torch.from_numpy(windows).to(device.device)
-        with autocast(device):
-            total += _loss(model, batch, reduction="sum")
-        n += windows.shape[0] * (windows.shape[1] - 1)
-    model.train()
-    return (total.item() / n if n else None), n
-
-
-def save_atomically(model: LlamaForCausalLM, out_dir: Path) -> None:
-    """``out_dir`` is the old checkpoint or the new one, never half (transformers 5 always writes
-    safetensors; weights are fp32)."""
-    with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
+        return batch.pin_memory().to(device.device, non_blocking=True)
+    return batch.to(device.device)
 
 
 def train(
     cfg: TrainConfig,
     model_config: LlamaConfig,
-    train_shards: list[Path],
-    val_shards: list[Path],
+    train_shards: Sequence[Path],
+    val_shards: Sequence[Path],
+    token_bytes: np.ndarray,
     out_dir: Path,
+    state_dir: Path,
     tensorboard_dir: Path,
     device: DeviceChoice,
     log: Callable[[str], None] = print,
+    dist: Dist | None = None,
+    data_identity: dict[str, Any] | None = None,
+    extra_files: Sequence[Path] = (),
 ) -> TrainResult:
-    """Train a fresh model, save it to ``out_dir`` and report what happened."""
+    """Train (or resume) a model, save it to ``out_dir`` (rank 0) and report what happened.
+
+    ``token_bytes[id]`` is the UTF-8 length of each token's text (bits per byte); ``data_identity``
+    names the corpus in the resume fingerprint (default: the shard paths and sizes); ``extra_files``
+    (the tokenizer) are copied into ``out_dir`` inside the same atomic swap as the weights.
+    """
     started = time.perf_counter()
-    train_set, val_set = ShardSet(train_shards), ShardSet(val_shards)
+    dist = dist or Dist()
+    train_set, val_set = TokenStream(train_shards), TokenStream(val_shards)
     check_vocab(model_config.vocab_size, train=train_set, val=val_set)
     if train_set.num_tokens < 2:
         raise ValueError(f"train shards hold {train_set.num_tokens} tokens; at least 2 are needed")
     ctx = min(model_config.max_position_embeddings, train_set.num_tokens - 1)
     config = copy.deepcopy(model_config)
     config.max_position_embeddings = ctx  # the checkpoint declares the context it was actually trained on
+    if ctx < model_config.max_position_embeddings:
+        log(f"context cut from {model_config.max_position_embeddings} to {ctx}: train shards are that short")
+    rows = max(dist.world_size, cfg.total_batch_tokens // ctx // dist.world_size * dist.world_size)
+    if rows * ctx != cfg.total_batch_tokens:
+        log(
+            f"total_batch_tokens {cfg.total_batch_tokens} is not {dist.world_size} × a multiple of ctx {ctx}: "
+            f"using {rows} rows = {rows * ctx} tokens per step"
+        )
+    plan = plan_batch(
+        config,
+        ctx,
+        rows * ctx,
+        device_memory_bytes(device),
+        device.precision,
+        cfg.activation_checkpointing,
+        optimizer=cfg.optimizer,
+        world_size=dist.world_size,
+        micro_batch=cfg.micro_batch_size or None,
+        device_type=device.device,
+    )
+    sampler = WindowSampler(train_set, ctx, parse_stages(cfg.stages), cfg.seed)
 
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     if device.device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 leftovers outside autocast: TF32 is enough
     model = LlamaForCausalLM._from_config(config, attn_implementation="sdpa", dtype=torch.float32)
     model.to(device.device).train()
+    if cfg.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = sum(p.numel() for p in model.parameters())
-    step_model = torch.compile(model) if cfg.compile else model  # eval uses `model`: no recompiles
-    groups = [
-        {"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0},  # norms
-    ]
-    fused = device.device == "cuda"
-    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.95), fused=fused)
-    scaler = torch.amp.GradScaler(device.device, enabled=device.needs_grad_scaler)  # disabled: a pass-through
-    log(
-        f"training {params / 1e6:.2f}M params ({cfg.preset}), ctx {ctx}, batch {cfg.batch_size}, "
-        f"{cfg.max_steps} steps on {device.backend}/{device.precision} ({device.name}); "
-        f"{train_set.num_tokens:,} train / {val_set.num_tokens:,} val tokens"
+    optimizer = build_optimizer(
+        model, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, device=device, kind=cfg.optimizer
     )
-    if ctx < model_config.max_position_embeddings:
-        log(f"context cut from {model_config.max_position_embeddings} to {ctx}: train shards are that short")
+    scaler = torch.amp.GradScaler(device.device, enabled=device.needs_grad_scaler)  # disabled: a pass-through
 
-    tokens_per_step = cfg.batch_size * ctx
-    writer = SummaryWriter(log_dir=str(tensorboard_dir))
-    writer.add_text("train_config", json.dumps(asdict(cfg)))
-    recent: deque[torch.Tensor] = deque(maxlen=FINAL_LOSS_STEPS)
-    interval: list[torch.Tensor] = []
-    initial_loss, val_loss, val_tokens = math.nan, None, 0
-    eval_time = 0.0
-    loop_start = steady_start = interval_start = time.perf_counter()
+    settings = {
+        "train": cfg.fingerprint_settings(),
+        "model": config.to_dict(),
+        "data": data_identity or {"train": [[str(p), p.stat().st_size] for p in train_set.paths]},
+    }
+    settings["model"].pop("transformers_version", None)
+    store = StateStore(state_dir, settings, keep=cfg.keep_checkpoints)
+    reason = store.prepare() if dist.is_main else None
+    dist.barrier()
+    if reason:
+        log(reason)
+    start_step, tokens_seen, history, evals = 0, 0, [], []
+    resumed = store.latest(map_location=device.device)
+    if resumed is not None:
+        p = resumed.payload
+        model.load_state_dict(p["model"])
+        optimizer.load_state_dict(p["optimizer"])
+        scaler.load_state_dict(p["scaler"])
+        sampler.load_state_dict(p["sampler"])
+        restore_rng(p["rng"])
+        start_step, tokens_seen, history, evals = p["step"], p["tokens_seen"], p["losses"], p["evals"]
+        log(f"resumed from step {start_step} ({resumed.path})")
+
+    step_model: torch.nn.Module = torch.compile(model) if cfg.compile else model  # eval uses `model`
+    step_model = dist.wrap(step_model, device)
+    eval_set = EvalSet(val_set, ctx, cfg.eval_tokens, token_bytes) if dist.is_main and val_set.num_tokens else None
+    flops = flops_per_token(config, ctx)
+    peak = matmul_peak_flops(device)
+    log(
+        f"training {params / 1e6:.2f}M params ({cfg.preset}), ctx {ctx}, {plan.rows_per_step} rows/step = "
+        f"{dist.world_size} rank(s) × {plan.accumulation} × micro-batch {plan.micro_batch}, {cfg.max_steps} steps "
+        f"on {device.backend}/{device.precision} ({device.name}); {train_set.num_tokens:,} train / "
+        f"{val_set.num_tokens:,} val tokens; memory estimate {plan.estimate.total / 2**30:.2f} GiB"
+    )
+    tokens_per_step = plan.rows_per_step * ctx
+    writer = SummaryWriter(log_dir=str(tensorboard_dir)) if dist.is_main else None
+    if writer:
+        writer.add_text("train_config", json.dumps(asdict(cfg)))
+    progress = Progress(writer, log, tokens_per_step, flops, peak)
+    progress.losses, progress.evals = list(history), list(evals)
+    lo, hi = dist.rank * plan.rows_per_step // dist.world_size, (dist.rank + 1) * plan.rows_per_step // dist.world_size
+    skipped, eval_time = 0, 0.0
+    steady_start = loop_start = time.perf_counter()
     try:
-        for step in range(cfg.max_steps):
+        for step in range(start_step, cfg.max_steps):
             lr = lr_at(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = torch.from_numpy(train_set.sample(rng, cfg.batch_size, ctx)).to(device.device)
-            with autocast(device):
-                loss = _loss(step_model, batch)
-            initial_loss = loss.item() if step == 0 else initial_loss
-            scaler.scale(loss).backward()
+            windows = sampler.next_batch(plan.rows_per_step, tokens_seen)[lo:hi]
+            loss = accumulate_gradients(step_model, _to_device(windows, device), plan.micro_batch, device, scaler)
             scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            loss = dist.mean(loss)
+            loss_value, norm_value = torch.stack([loss, grad_norm.float()]).tolist()  # one host sync per step
+            done = step + 1
+            if not math.isfinite(loss_value) or (not math.isfinite(norm_value) and not scaler.is_enabled()):
+                last = store.steps()
+                raise TrainingDivergedError(
+                    f"training diverged at step {done}: loss {loss_value}, grad norm {norm_value}; the last saved "
+                    f"state is {last[-1].name if last else 'none'}. Lower learning_rate or raise warmup_steps "
+                    "(a config change starts a fresh run)"
+                )
+            scale = scaler.get_scale() if scaler.is_enabled() else 1.0
             scaler.step(optimizer)
             scaler.update()
+            skipped += int(scaler.is_enabled() and scaler.get_scale() < scale)
             optimizer.zero_grad(set_to_none=True)
-            recent.append(loss.detach())
-            interval.append(loss.detach())
-            done = step + 1
-            if step == 0:  # steady-state timing starts after compilation and allocator warm-up
-                _sync(device)
+            tokens_seen += tokens_per_step
+            log_now = done % cfg.log_interval == 0 or done == cfg.max_steps
+            progress.step(done, cfg.max_steps, loss_value, lr, norm_value, log_now)
+            if step == start_step:  # steady-state timing starts after compilation and allocator warm-up
+                dist.sync(device)
                 steady_start = time.perf_counter()
-            if done % cfg.log_interval == 0 or done == cfg.max_steps:
-                mean_loss = torch.stack(interval).mean().item()  # the only per-interval host sync
-                now = time.perf_counter()
-                rate = len(interval) * tokens_per_step / max(now - interval_start, 1e-9)
-                scalars = {"loss": mean_loss, "lr": lr, "grad_norm": float(grad_norm), "tokens_per_s": rate}
-                for tag, value in scalars.items():
-                    writer.add_scalar(f"train/{tag}", value, done)
-                log(f"step {done}/{cfg.max_steps} loss {mean_loss:.4f} lr {lr:.2e} {rate:,.0f} tok/s")
-                interval, interval_start = [], time.perf_counter()
-            if done % cfg.eval_interval == 0 or done == cfg.max_steps:
+            if eval_set is not None and (done % cfg.eval_interval == 0 or done == cfg.max_steps):
                 eval_started = time.perf_counter()
-                val_loss, val_tokens = evaluate(model, val_set, ctx, cfg, device)
-                if val_loss is not None:
-                    writer.add_scalar("val/loss", val_loss, done)
-                    log(f"step {done} val loss {val_loss:.4f} over {val_tokens:,} tokens")
+                progress.eval(
+                    done, score_model(model, eval_set, plan.micro_batch, device.device, lambda: autocast(device))
+                )
                 eval_time += time.perf_counter() - eval_started
-                interval_start += time.perf_counter() - eval_started
-        _sync(device)
+                progress.interval_start += time.perf_counter() - eval_started
+            if dist.is_main and (done % cfg.checkpoint_interval == 0 and done < cfg.max_steps):
+                payload = {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "sampler": sampler.state_dict(),
+                    "rng": rng_state(device.device),
+                    "step": done,
+                    "lr": lr,
+                    "tokens_seen": tokens_seen,
+                    "losses": progress.losses,
+                    "evals": progress.evals,
+                }
+                log(f"saved training state {store.save(done, payload).name}")
+        dist.sync(device)
+        steady_steps = cfg.max_steps - start_step - 1
         steady_time = time.perf_counter() - steady_start - eval_time
-        steady_steps = cfg.max_steps - 1
-        if not steady_steps:  # a single step: all we have is the warm-up step itself
-            steady_steps, steady_time = 1, steady_start - loop_start
-        tokens_per_s = steady_steps * tokens_per_step / steady_time
-        final_train_loss = torch.stack(list(recent)).mean().item()
-        writer.add_scalar("train/tokens_per_s_steady", tokens_per_s, cfg.max_steps)
+        if steady_steps < 1:  # a single step in this process: all we have is the warm-up step itself
+            steady_steps, steady_time = max(1, cfg.max_steps - start_step), steady_start - loop_start
+        tokens_per_s = steady_steps * tokens_per_step / max(steady_time, 1e-9)
     finally:
-        writer.close()
-    if val_loss is None:
+        if writer:
+            writer.close()
+    val_report: dict[str, float | int] = {}
+    unigram_report: dict[str, float | int] = {}
+    if eval_set is not None and progress.evals:
+        val_report = {k: v for k, v in progress.evals[-1].items() if k != "step"}
+        unigram = score_unigram(unigram_counts(train_set, model_config.vocab_size), eval_set)
+        unigram_report = unigram.as_metadata("val_unigram")
+    elif dist.is_main:
         log("no val tokens: val loss not measured")
-    save_atomically(model, out_dir)
+    # The memory model's estimate beside what the allocator really peaked at (GPUs; CPUs have no such counter).
+    memory = {f"estimated_{k}": v for k, v in plan.estimate.as_dict().items()}
+    memory.update(estimated_total=plan.estimate.total, device_total=plan.device_bytes)
+    if device.device == "cuda":
+        memory["measured_max_allocated"] = int(torch.cuda.max_memory_allocated())
     result = TrainResult(
-        preset=cfg.preset, params=params, context_length=ctx, batch_size=cfg.batch_size, steps=cfg.max_steps,
-        tokens_seen=cfg.max_steps * tokens_per_step, initial_loss=initial_loss,
-        final_train_loss=final_train_loss, val_loss=val_loss, val_tokens=val_tokens,
-        tokens_per_s=tokens_per_s, wall_time_s=time.perf_counter() - started, device=device.device,
+        preset=cfg.preset,
+        params=params,
+        context_length=ctx,
+        steps=cfg.max_steps,
+        resumed_from_step=start_step,
+        tokens_seen=tokens_seen,
+        total_batch_tokens=tokens_per_step,
+        micro_batch=plan.micro_batch,
+        accumulation=plan.accumulation,
+        world_size=dist.world_size,
+        initial_loss=progress.losses[0],
+        final_train_loss=float(np.mean(progress.losses[-FINAL_LOSS_STEPS:])),
+        tokens_per_s=tokens_per_s,
+        mfu=tokens_per_s * flops / peak,
+        wall_time_s=time.perf_counter() - started,
+        device=device.device,
         backend=device.backend,
-        precision=device.precision, device_name=device.name, compiled=cfg.compile,
-    )  # fmt: skip
-    log(f"saved {out_dir}: " + ", ".join(f"{k}={v}" for k, v in result.as_metadata().items()))
+        precision=device.precision,
+        device_name=device.name,
+        compiled=cfg.compile,
+        activation_checkpointing=cfg.activation_checkpointing,
+        optimizer=cfg.optimizer,
+        skipped_steps=skipped,
+        memory={k: int(v) for k, v in memory.items()},
+        val=val_report,
+        val_unigram=unigram_report,
+        losses=progress.losses,
+        evals=progress.evals,
+    )
+    if dist.is_main:
+        if cfg.activation_checkpointing:
+            model.gradient_checkpointing_disable()
+        with atomic_dir(out_dir) as tmp:  # old checkpoint or new one, never half
+            model.save_pretrained(tmp)
+            for path in extra_files:
+                shutil.copy2(path, tmp / Path(path).name)
+        log(
+            f"saved {out_dir}: loss {result.initial_loss:.3f} → {result.final_train_loss:.3f}, "
+            f"{tokens_per_s:,.0f} tok/s"
+        )
     return result

@@ -1,5 +1,6 @@
-"""packed_shards: each repository's token ids in an llm.c shard, assigned to train or val."""
+"""packed_shards: each repository's token ids in an llm.c shard plus its record index, assigned to train or val."""
 
+import dataclasses
 
 import dagster as dg
 
@@ -24,14 +25,15 @@ class PackConfig(dg.Config):
 
 @per_repo_asset(
     deps=[repo_list, categorized_records, dedup_index, tokenizer_model],
-    code_version="2",
+    code_version="3",
     group_name="tokenize",
     kinds={"numpy"},
 )
 def packed_shards(
     context: dg.AssetExecutionContext, config: PackConfig, storage: StorageResource
 ) -> dg.MaterializeResult:
-    """Records encoded and EOS-separated; the manifest names the split and the tokenizer hash."""
+    """Records encoded and EOS-separated, with a record index (boundaries, categories) beside each shard;
+    the manifest names the split, the tokenizer hash and the tokens per category."""
     require_upstream_checks_passed(context)
     layout = storage.layout()
     splits = assign_splits(list(read_repo_list(layout.repo_list_file)), config.val_fraction)
@@ -41,8 +43,23 @@ def packed_shards(
     dropped = dropped_ids(layout.dedup_file)
     per_partition = {}
     for key in context.partition_keys:
+        split = splits[key]
+        # A manifest means "index and shard complete": drop the old one before rewriting either, so a
+        # run killed mid-partition leaves no manifest vouching for a half-replaced pair.
+        layout.shard_manifest(key).unlink(missing_ok=True)
         stats = pack_partition(layout.categorized_file(key), layout.shard_file(key), sp, dropped)
-        manifest = {**stats, "split": splits[key], "tokenizer_sha256": tokenizer_sha, "vocab_size": sp.vocab_size()}
+        manifest = {
+            **dataclasses.asdict(stats),
+            "split": split,
+            "tokenizer_sha256": tokenizer_sha,
+            "vocab_size": sp.vocab_size(),
+        }
         write_json(layout.shard_manifest(key), manifest)
-        per_partition[key] = {**stats, f"{splits[key]}_tokens": stats["tokens"]}
+        per_partition[key] = {
+            "records": stats.records,
+            "text_tokens": stats.text_tokens,
+            "tokens": stats.tokens,
+            f"{split}_tokens": stats.tokens,
+            **{f"{split}_tokens_{c}": n for c, n in stats.tokens_by_category.items()},
+        }
     return dg.MaterializeResult(metadata=counts_metadata(per_partition))

@@ -1,4 +1,4 @@
-"""Checks on packed_shards: readable shards with in-vocabulary ids, and no split leakage."""
+"""Checks on packed_shards: readable shards with in-vocabulary ids and a matching record index, no split leakage."""
 
 import dagster as dg
 import numpy as np
@@ -6,35 +6,64 @@ import numpy as np
 from gocoder_assets.checks import result, run_partition_keys
 from gocoder_assets.packed_shards.assets import PackConfig, packed_shards
 from gocoder_assets.packed_shards.pack import assign_splits
-from gocoder_assets.packed_shards.shard_format import ShardFormatError, open_shard
+from gocoder_assets.packed_shards.shard_format import CATEGORIES, ShardFormatError, open_shard, read_index
 from gocoder_assets.repo_list.repos import read_repo_list
 from gocoder_assets.resources import StorageResource
 from gocoder_assets.storage import Layout, read_json
 from gocoder_assets.tokenizer_model.assets import INFO_FILE
 
 
-def shard_problems(layout: Layout, key: str, vocab_size: int, tokenizer_sha: str) -> list[str]:
+def index_problems(tokens: np.ndarray, starts: np.ndarray, lengths: np.ndarray, eos_id: int) -> list[str]:
+    """What ``read_index`` cannot see without the tokens: every record must end in EOS.
+
+    A record whose last token is not EOS means index and shard were cut differently; a sampler
+    reading category streams would then splice text across records without a separator.
+    """
+    if not lengths.size:
+        return []
+    last = np.asarray(tokens[starts + lengths - 1])
+    bad = np.flatnonzero(last != eos_id)
+    if not bad.size:
+        return []
+    return [f"{bad.size} of {lengths.size} records do not end in EOS ({eos_id}), first is record {int(bad[0])}"]
+
+
+def shard_problems(
+    layout: Layout, key: str, vocab_size: int, tokenizer_sha: str, eos_id: int | None = None
+) -> list[str]:
+    """Every way this partition's shard, index and manifest can disagree with each other or the tokenizer.
+
+    ``eos_id`` defaults to the tokenizer's (from tokenizer_info.json in the same layout).
+    """
+    if eos_id is None:
+        eos_id = int(read_json(layout.tokenizer_dir / INFO_FILE)["eos_id"])
+    shard = layout.shard_file(key)
     try:
-        tokens = open_shard(layout.shard_file(key))
+        tokens = open_shard(shard)
+        starts, lengths, codes = read_index(shard)
     except (ShardFormatError, FileNotFoundError) as e:
         return [f"unreadable: {e}"]
     manifest = read_json(layout.shard_manifest(key))
-    problems = []
+    problems = index_problems(tokens, starts, lengths, eos_id)
     if len(tokens) != manifest["tokens"]:
         problems.append(f"{len(tokens)} tokens, manifest says {manifest['tokens']}")
     if len(tokens) and int(np.max(tokens)) >= vocab_size:
         problems.append(f"token id {int(np.max(tokens))} >= vocab size {vocab_size}")
     if manifest["tokenizer_sha256"] != tokenizer_sha:
         problems.append("built with another tokenizer")
+    by_category = np.bincount(codes, weights=lengths, minlength=len(CATEGORIES))
+    indexed = {c: int(n) for c, n in zip(CATEGORIES, by_category, strict=True)}
+    if manifest.get("tokens_by_category") != indexed:
+        problems.append(f"index has tokens by category {indexed}, manifest {manifest.get('tokens_by_category')}")
     return problems
 
 
-@dg.asset_check(asset=packed_shards, blocking=True, description="Header, token count and ids valid.")
+@dg.asset_check(asset=packed_shards, blocking=True, description="Header, ids, record index valid; records end in EOS.")
 def shards_valid(context: dg.AssetCheckExecutionContext, storage: StorageResource) -> dg.AssetCheckResult:
     layout = storage.layout()
     info = read_json(layout.tokenizer_dir / INFO_FILE)
     keys = run_partition_keys(context)
-    rows = [[k, p] for k in keys for p in shard_problems(layout, k, info["vocab_size"], info["sha256"])]
+    rows = [[k, p] for k in keys for p in shard_problems(layout, k, info["vocab_size"], info["sha256"], info["eos_id"])]
     return result(not rows, ["partition", "problem"], rows, shards=len(keys))
 
 

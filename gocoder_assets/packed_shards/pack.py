@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Container, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gocoder_assets.packed_shards.shard_format import MAX_VOCAB, write_shard
+from gocoder_assets.packed_shards.shard_format import (
+    CATEGORIES,
+    MAX_VOCAB,
+    category_codes,
+    write_index,
+    write_shard,
+)
 
 
 def split_score(name: str) -> float:
@@ -40,24 +47,52 @@ def assign_splits(names: Sequence[str], val_fraction: float = 0.05) -> dict[str,
     return splits
 
 
+@dataclass(frozen=True)
+class PackStats:
+    """What one partition's shard holds; ``tokens`` counts each record's trailing EOS, ``text_tokens`` not."""
+
+    records: int
+    text_tokens: int
+    tokens: int
+    tokens_by_category: dict[str, int]
+
+
 def pack_partition(
     parquet_path: Path, shard_path: Path, sp: Any, skip: Container[str] = (), batch_records: int = 256
-) -> dict[str, int]:
-    """Encode every record not in ``skip`` (duplicates), append EOS after each, write the shard atomically."""
+) -> PackStats:
+    """Encode every record not in ``skip`` (duplicates), append EOS after each, write index and shard.
+
+    The index is written first and the shard second (each atomically), and the caller writes the
+    manifest last: a reader that finds a manifest finds both, and a shard never lacks its index.
+    """
     import pyarrow.parquet as pq  # noqa: PLC0415
 
     if sp.vocab_size() > MAX_VOCAB:
         raise ValueError(f"vocab size {sp.vocab_size()} does not fit the uint16 shard format")
     eos = sp.eos_id()
     chunks: list[np.ndarray] = []
-    n_records = n_text_tokens = 0
-    for batch in pq.ParquetFile(parquet_path).iter_batches(columns=["record_id", "text"], batch_size=batch_records):
-        ids, texts = batch.column(0).to_pylist(), batch.column(1).to_pylist()
-        texts = [t for i, t in zip(ids, texts, strict=True) if i not in skip]
-        for ids in sp.encode(texts, num_threads=2):
+    record_ids: list[str] = []
+    categories: list[str] = []
+    n_text_tokens = 0
+    columns = ["record_id", "category", "text"]
+    for batch in pq.ParquetFile(parquet_path).iter_batches(columns=columns, batch_size=batch_records):
+        rows = zip(*(batch.column(c).to_pylist() for c in columns), strict=True)
+        kept = [(i, c, t) for i, c, t in rows if i not in skip]
+        for ids in sp.encode([t for _, _, t in kept], num_threads=2):
             chunks.append(np.asarray([*ids, eos], dtype=np.uint16))
             n_text_tokens += len(ids)
-        n_records += len(texts)
+        record_ids.extend(i for i, _, _ in kept)
+        categories.extend(c for _, c, _ in kept)
+    lengths = np.fromiter((c.size for c in chunks), dtype=np.int64, count=len(chunks))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if chunks else lengths
     tokens = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint16)
+    codes = category_codes(categories)  # an unknown category fails here, before anything is written
+    by_category = np.bincount(codes, weights=lengths, minlength=len(CATEGORIES))
+    write_index(shard_path, record_ids, categories, starts, lengths)
     write_shard(shard_path, tokens)
-    return {"records": n_records, "text_tokens": n_text_tokens, "tokens": int(tokens.size)}
+    return PackStats(
+        records=len(record_ids),
+        text_tokens=n_text_tokens,
+        tokens=int(tokens.size),
+        tokens_by_category={c: int(n) for c, n in zip(CATEGORIES, by_category, strict=True)},
+    )

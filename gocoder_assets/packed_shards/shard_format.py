@@ -8,14 +8,25 @@ or foreign file detectable. uint16 caps the vocabulary at 65,536 ids.
 Records are concatenated, each followed by EOS; "packing into fixed-length sequences" is
 reading the stream in consecutive ``seq_len`` windows (the nanoGPT/llm.c convention), so
 the shard is independent of any model's context length.
+
+Beside each shard, ``records.parquet`` (the *record index*) keeps what the flat stream
+loses: where each record starts, how many tokens it has (its trailing EOS included) and
+its category. Training samples by category and evaluation reports per category from it;
+llm.c-style readers that only know the ``.bin`` are unaffected.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+# The one list of record categories (the serializer's, so record text and index never disagree);
+# a category's *code* is its position here, as uint8.
+from gocoder_assets.categorized_records.serialize import CATEGORIES
+from gocoder_assets.storage import atomic_file
 
 MAGIC = 20240520
 VERSION = 1
@@ -23,6 +34,7 @@ HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
 TOKEN_DTYPE = np.uint16
 MAX_VOCAB = int(np.iinfo(TOKEN_DTYPE).max) + 1
+INDEX_FILE = "records.parquet"
 
 
 class ShardFormatError(ValueError):
@@ -63,3 +75,74 @@ def open_shard(path: Path) -> np.memmap:
     """Memory-map the tokens (no copy: a corpus larger than RAM trains fine)."""
     n = read_header(path)
     return np.memmap(path, dtype="<u2", mode="r", offset=HEADER_BYTES, shape=(n,))
+
+
+def index_path(shard_path: Path) -> Path:
+    """The record index beside a shard; data code has only shard paths, so the rule lives here."""
+    return Path(shard_path).with_name(INDEX_FILE)
+
+
+def category_codes(categories: Sequence[str]) -> np.ndarray:
+    """uint8 codes (positions in ``CATEGORIES``); an unknown name is an error, not a silent new code."""
+    lookup = {c: i for i, c in enumerate(CATEGORIES)}
+    unknown = sorted({c for c in categories if c not in lookup}, key=str)
+    if unknown:
+        raise ShardFormatError(f"unknown categories {unknown}; known: {CATEGORIES}")
+    return np.fromiter((lookup[c] for c in categories), dtype=np.uint8, count=len(categories))
+
+
+def write_index(
+    shard_path: Path,
+    record_ids: Sequence[str],
+    categories: Sequence[str],
+    starts: Sequence[int] | np.ndarray,
+    lengths: Sequence[int] | np.ndarray,
+) -> None:
+    """Write the record index for ``shard_path`` atomically (before the shard: see pack_partition)."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    n = len(record_ids)
+    if not len(categories) == len(starts) == len(lengths) == n:
+        raise ValueError(f"index columns differ in length: {n}, {len(categories)}, {len(starts)}, {len(lengths)}")
+    category_codes(categories)  # validate before anything is written
+    table = pa.table(
+        {
+            "record_id": pa.array(list(record_ids), pa.string()),
+            "category": pa.array(list(categories), pa.string()),
+            "start": pa.array(np.asarray(starts, dtype=np.int64), pa.int64()),
+            "tokens": pa.array(np.asarray(lengths, dtype=np.int32), pa.int32()),
+        }
+    )
+    with atomic_file(index_path(shard_path)) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def read_index(shard_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(starts int64, lengths int64, category codes uint8) of every record, validated against the shard.
+
+    Validation is what lets samplers trust the index blindly: records are contiguous from 0, each
+    has at least one token (its EOS), they add up to the shard's token count, categories are known.
+    """
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    path = index_path(shard_path)
+    if not path.exists():
+        raise ShardFormatError(
+            f"{shard_path}: no record index ({path.name}); the shard predates record indexes, "
+            "re-materialize packed_shards"
+        )
+    table = pq.read_table(path, columns=["category", "start", "tokens"])
+    starts = table.column("start").to_numpy().astype(np.int64, copy=False)
+    lengths = table.column("tokens").to_numpy().astype(np.int64)
+    codes = category_codes(table.column("category").to_pylist())
+    if lengths.size and int(lengths.min()) < 1:
+        raise ShardFormatError(f"{path}: a record with {int(lengths.min())} tokens (each ends in EOS, so >= 1)")
+    expected = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if lengths.size else lengths
+    if not np.array_equal(starts, expected):
+        bad = int(np.flatnonzero(starts != expected)[0])
+        raise ShardFormatError(f"{path}: record {bad} starts at {starts[bad]}, expected {expected[bad]} (contiguous)")
+    total, n = int(lengths.sum()), read_header(shard_path)
+    if total != n:
+        raise ShardFormatError(f"{path}: records hold {total} tokens but the shard has {n}")
+    return starts, lengths, codes

@@ -16,6 +16,7 @@ from collections.abc import Container, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sentencepiece as spm
 
 SPECIALS = {"unk": (0, "<unk>"), "bos": (1, "<s>"), "eos": (2, "</s>"), "pad": (3, "<pad>")}
@@ -124,9 +125,7 @@ def write_hf_tokenizer(model_file: Path, out_dir: Path, markers: Sequence[str]) 
 
     sp = spm.SentencePieceProcessor(model_file=str(model_file))
     vocab = {sp.id_to_piece(i): i for i in range(sp.vocab_size())}
-    bpe = models.BPE(
-        vocab=vocab, merges=generate_merges(vocab), unk_token="<unk>", byte_fallback=True, fuse_unk=True
-    )
+    bpe = models.BPE(vocab=vocab, merges=generate_merges(vocab), unk_token="<unk>", byte_fallback=True, fuse_unk=True)
     tok = Tokenizer(bpe)
     tok.normalizer = normalizers.Replace(" ", "\u2581")
     tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
@@ -145,6 +144,22 @@ def write_hf_tokenizer(model_file: Path, out_dir: Path, markers: Sequence[str]) 
 
 def load_processor(out_dir: Path) -> spm.SentencePieceProcessor:
     return spm.SentencePieceProcessor(model_file=str(out_dir / MODEL_FILE))
+
+
+def token_byte_lengths(sp: spm.SentencePieceProcessor) -> np.ndarray:
+    """UTF-8 bytes each id contributes to decoded text (int32, one per id): bits-per-byte's denominator.
+
+    Bits per byte compares models across tokenizers, so it must count the bytes of the text itself,
+    not of the pieces: ``\u2581`` stands for one space byte, a byte-fallback piece ``<0xNN>`` is one
+    byte, and control/unknown/unused ids (BOS, EOS, PAD, UNK) decode to nothing. With identity
+    normalization and no dummy prefix the sum over ``encode(text)`` is exactly ``len(text.encode())``.
+    """
+    lengths = np.zeros(sp.get_piece_size(), dtype=np.int32)
+    for i in range(sp.get_piece_size()):
+        if sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i):
+            continue
+        lengths[i] = 1 if sp.is_byte(i) else len(sp.id_to_piece(i).replace("\u2581", " ").encode("utf-8"))
+    return lengths
 
 
 def describe(sp: spm.SentencePieceProcessor, markers: Sequence[str]) -> dict[str, Any]:

@@ -6,7 +6,9 @@ repo_list → raw_prs[repo] → categorized_records[repo] → dedup_index → to
 Resource settings come from the environment so `dagster dev`, the CLI and the main job
 agree: GOCODER_DATA_DIR (default ./data), GOCODER_CLONES_DIR (a folder of git clones;
 unset = the Go distribution), GOCODER_GO_PACKAGES (comma-separated slice of GOROOT/src),
-GOCODER_DEVICE / GOCODER_PRECISION (training hardware), GITHUB_TOKEN (collect from GitHub
+GOCODER_DEVICE / GOCODER_PRECISION / GOCODER_COMPILE (training hardware), GOCODER_NPROC /
+GOCODER_TORCHRUN_ARGS (data-parallel processes, multi-node rendezvous), PYTORCH_HIP_ALLOC_CONF /
+HSA_OVERRIDE_GFX_VERSION (ROCm, passed to the training process), GITHUB_TOKEN (collect from GitHub
 instead; see README "Collecting from GitHub").
 """
 

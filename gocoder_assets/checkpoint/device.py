@@ -128,6 +128,11 @@ def _host_available_memory() -> int:
 # --- decisions ------------------------------------------------------------------------------------
 
 
+def gpu_arch(choice: DeviceChoice) -> str | None:
+    """The AMD arch name on ROCm (which kernels exist depends on it: bf16, fused attention); None elsewhere."""
+    return _rocm_arch() if choice.backend == "rocm" else None
+
+
 def rocm_arch_has_bf16(arch: str) -> bool:
     """Whether an AMD arch ("gfx1031", "gfx90a:sramecc+:xnack-") has bf16 matrix instructions.
 

@@ -6,7 +6,9 @@ fp32 weights, autocast forward + loss, backward outside autocast, AdamW, ``zero_
 
 * ``weights`` / ``grads``: fp32 master weights and fp32 ``.grad``. Grads are counted whole because with
   gradient accumulation they live across micro-batches; at the peak moment the fresh weight gradient
-  being accumulated into ``.grad`` (e.g. lm_head's, or the embedding's dense one) is added.
+  being accumulated into ``.grad`` (e.g. lm_head's, or the embedding's dense one) is added. Under DDP
+  (``ddp=True``; ``plan_batch`` sets it for ``world_size > 1``) the reducer's flat gradient buckets are
+  a second fp32 copy, unless the model is wrapped with ``gradient_as_bucket_view=True``.
 * ``optimizer``: AdamW's two fp32 states, or bitsandbytes 8-bit AdamW: two uint8 states plus one fp32
   absmax per 256-value block per state; tensors under 4096 values keep fp32 states
   (``bitsandbytes/optim/optimizer.py``, ``init_state``).
@@ -43,6 +45,7 @@ path: pass ``attention_kernel="math"`` or use :func:`attention_kernel_for`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 
 from transformers import LlamaConfig
 
@@ -181,7 +184,7 @@ def _layer_saved_per_token(s: _Shape, ctx: int, kernel: str) -> int:
     q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
 
     def norm(consumers: int) -> int:  # fp32 input, rsqrt, x·rsqrt; then what the projections save
-        return 4 * s.d + 4 + (4 * s.d if s.fp32 else consumers * s.a * s.d)
+        return 8 * s.d + 4 + (4 * s.d if s.fp32 else consumers * s.a * s.d)
 
     # fused: q, k, v, output (also o_proj's input) and an fp32 logsumexp per head;
     # math: fp32 scaled q, GQA-repeated k and v, the fp32 ctx² probabilities, and o_proj's input.
@@ -231,6 +234,7 @@ def estimate_memory(
     device_type: str = "cuda",
     *,
     attention_kernel: str | None = None,
+    ddp: bool = False,
 ) -> MemoryEstimate:
     """Peak training memory for one micro-batch of ``micro_batch × ctx`` tokens.
 
@@ -265,6 +269,7 @@ def estimate_memory(
         copies_after_forward, copies_in_layer = all_copies, s.layers * layer_copy
     # (name, activations, logits, autocast copies, transient weight gradient)
     moments = [
+        # logits in the compute dtype + their fp32 upcast (none under fp32) + fp32 log-probs
         ("end of forward", saved, tokens * v * (a + 4 + (0 if s.fp32 else 4)) + targets, all_copies, 0),
         ("log-softmax backward", saved, tokens * v * 12 + targets, copies_after_forward, 0),
         ("lm_head backward", saved, tokens * v * a, copies_after_forward, grad_cast * v * s.d),
@@ -272,7 +277,8 @@ def estimate_memory(
         ("embedding backward", fixed, 0, 0, 4 * v * s.d),
     ]
     _, activations, logits, copies, grad_transient = max(moments, key=lambda m: sum(m[1:]))
-    weights, grads, opt = 4 * n_params, 4 * n_params + grad_transient, _optimizer_bytes(config, optimizer)
+    weights, opt = 4 * n_params, _optimizer_bytes(config, optimizer)
+    grads = 4 * n_params * (2 if ddp else 1) + grad_transient
     tensors = weights + grads + opt + copies + activations + logits
     context = 0 if device_type == "cpu" else GPU_CONTEXT_BYTES
     overhead = context + round(FRAGMENTATION[device_type] * tensors)
@@ -344,17 +350,10 @@ def plan_batch(
         )
     per_rank = rows // world_size
 
-    def estimate(micro: int) -> MemoryEstimate:
-        return estimate_memory(
-            config,
-            micro,
-            ctx,
-            precision,
-            activation_checkpointing,
-            optimizer,
-            device_type,
-            attention_kernel=attention_kernel,
-        )
+    estimate = partial(
+        estimate_memory, config, ctx=ctx, precision=precision, activation_checkpointing=activation_checkpointing,
+        optimizer=optimizer, device_type=device_type, attention_kernel=attention_kernel, ddp=world_size > 1,
+    )  # fmt: skip
 
     def plan(micro: int, est: MemoryEstimate) -> BatchPlan:
         return BatchPlan(micro, per_rank // micro, world_size, rows, rows * ctx, est, device_bytes)

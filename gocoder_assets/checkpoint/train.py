@@ -35,10 +35,10 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from gocoder_assets.checkpoint.config import TrainConfig
 from gocoder_assets.checkpoint.data import TokenStream, WindowSampler, parse_stages
-from gocoder_assets.checkpoint.device import DeviceChoice, autocast, device_memory_bytes
+from gocoder_assets.checkpoint.device import DeviceChoice, autocast, device_memory_bytes, gpu_arch
 from gocoder_assets.checkpoint.distributed import Dist
 from gocoder_assets.checkpoint.evaluate import EvalSet, score_model, score_unigram, unigram_counts
-from gocoder_assets.checkpoint.memory import flops_per_token, plan_batch
+from gocoder_assets.checkpoint.memory import attention_kernel_for, flops_per_token, plan_batch
 from gocoder_assets.checkpoint.optim import build_optimizer
 from gocoder_assets.checkpoint.perf import matmul_peak_flops
 from gocoder_assets.checkpoint.report import Progress, TrainResult
@@ -164,6 +164,7 @@ def train(
         world_size=dist.world_size,
         micro_batch=cfg.micro_batch_size or None,
         device_type=device.device,
+        attention_kernel=attention_kernel_for(device.backend, gpu_arch(device)),
     )
     sampler = WindowSampler(train_set, ctx, parse_stages(cfg.stages), cfg.seed)
 

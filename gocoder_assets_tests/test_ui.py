@@ -102,5 +102,17 @@ def test_the_ui_renders_the_assets_and_their_checks(webserver: int, tmp_path: Pa
         if skip.count():
             skip.first.click()
         page.screenshot(path=str(tmp_path / "checks.png"))
+        # The checkpoint's loss curve: a PNG in markdown metadata, opened the way a person opens it.
+        page.goto(f"http://127.0.0.1:{webserver}/assets/checkpoint", wait_until="networkidle")
+        page.get_by_placeholder("Filter metadata keys").fill("loss_curve")
+        page.wait_for_timeout(2_000)  # the first-visit dialog, if it is still due, opens after a moment
+        if skip.count():
+            skip.first.click()
+        page.get_by_text("[Show Markdown]").first.click()
+        curve = page.locator("img[src^='data:image/png']").first
+        curve.wait_for(timeout=60_000)
+        width = curve.evaluate("img => img.naturalWidth")
+        page.screenshot(path=str(tmp_path / "loss_curve.png"))
         browser.close()
     assert (tmp_path / "checks.png").stat().st_size > 10_000
+    assert width == 700  # decoded: the 7-inch, 100-dpi figure the worker drew

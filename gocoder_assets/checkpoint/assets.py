@@ -150,12 +150,13 @@ def checkpoint(
         if not failure.exists():
             raise
         raise dg.Failure(description=f"training process failed: {failure.read_text(encoding='utf-8')}") from e
-    metadata: dict[str, Any] = dict(reported.metadata or {})
+    # The picture first: the UI lists metadata in this order, and the curve is what a person looks for.
+    picture = markdown_image(Path(job.plot_path).read_bytes(), "loss curve")
+    metadata: dict[str, Any] = {"loss_curve": dg.MetadataValue.md(picture), **(reported.metadata or {})}
     metadata.update(
         train_shards=len(job.train_shards),
         val_shards=len(job.val_shards),
         path=dg.MetadataValue.path(job.out_dir),
         tensorboard=dg.MetadataValue.path(job.tensorboard_dir),
-        loss_curve=dg.MetadataValue.md(markdown_image(Path(job.plot_path).read_bytes(), "loss curve")),
     )
     return dg.MaterializeResult(metadata=metadata)

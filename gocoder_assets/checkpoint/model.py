@@ -38,9 +38,7 @@ class ModelPreset:
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if self.num_heads % self.num_kv_heads:
-            raise ValueError(
-                f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}"
-            )
+            raise ValueError(f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
         if self.head_dim % 2:
             raise ValueError(f"head_dim {self.head_dim} must be even for RoPE")
         dims = {
@@ -50,9 +48,7 @@ class ModelPreset:
         }
         for name, value in dims.items():
             if value % QUANT_BLOCK:
-                raise ValueError(
-                    f"{name} {value} is not a multiple of {QUANT_BLOCK} (GGUF quantization blocks)"
-                )
+                raise ValueError(f"{name} {value} is not a multiple of {QUANT_BLOCK} (GGUF quantization blocks)")
 
     @property
     def head_dim(self) -> int:
@@ -75,9 +71,7 @@ PRESETS: dict[str, ModelPreset] = {
 }
 
 
-def build_model_config(
-    preset: str, vocab_size: int, bos_id: int, eos_id: int, pad_id: int | None
-) -> LlamaConfig:
+def build_model_config(preset: str, vocab_size: int, bos_id: int, eos_id: int, pad_id: int | None) -> LlamaConfig:
     """A ``LlamaConfig`` for a preset and a tokenizer's special ids (untied embeddings, no biases, SDPA)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")

@@ -116,8 +116,11 @@ class Progress:
         )
 
 
-def loss_curve_png(losses: Sequence[float], evals: Sequence[Mapping[str, float | int]], title: str) -> bytes:
-    """Train loss per step (and its running mean) with val loss per category at each eval, as PNG bytes."""
+def loss_curve_png(
+    losses: Sequence[float], evals: Sequence[Mapping[str, float | int]], title: str, baseline: float | None = None
+) -> bytes:
+    """Train loss per step (and its running mean), val loss per category at each eval and the unigram
+    baseline on the same val tokens (the line a model must get under), as PNG bytes."""
     import matplotlib  # noqa: PLC0415 - only the training worker draws
 
     matplotlib.use("Agg")  # no display: workers run headless
@@ -137,6 +140,8 @@ def loss_curve_png(losses: Sequence[float], evals: Sequence[Mapping[str, float |
     for key in series:
         points = [(e["step"], e[key]) for e in evals if key in e]
         ax.plot(*zip(*points, strict=True), marker="o", linewidth=1.2, label=key.replace("val_loss", "val") or "val")
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", linestyle="--", linewidth=1, label="val unigram baseline")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)")
     ax.set_title(title)

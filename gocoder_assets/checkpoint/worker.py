@@ -88,7 +88,9 @@ def run_job(job: TrainJob, log: Any = print) -> dict[str, Any] | None:
         return None
     with atomic_file(Path(job.result_path)) as tmp:
         tmp.write_text(json.dumps(asdict(result)), encoding="utf-8")
-    write_png(loss_curve_png(result.losses, result.evals, f"{cfg.preset}: {result.steps} steps"), Path(job.plot_path))
+    title = f"{cfg.preset}: {result.steps} steps, {result.tokens_seen:,} tokens"
+    png = loss_curve_png(result.losses, result.evals, title, result.val_unigram.get("val_unigram_loss"))
+    write_png(png, Path(job.plot_path))
     return result.as_metadata()
 
 

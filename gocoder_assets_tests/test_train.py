@@ -185,6 +185,27 @@ def test_gradient_accumulation_equals_one_batch() -> None:
     assert worst <= 1e-6, worst
 
 
+def test_activation_checkpointing_and_8bit_adamw_train_the_same_model(shards, tmp_path: Path) -> None:
+    """Recomputing activations in backward changes memory, not the math; 8-bit AdamW still learns."""
+    cfg = small_config(max_steps=6, eval_interval=100, checkpoint_interval=100)
+    plain = run_train(cfg, shards, tmp_path / "plain")
+    recomputed = run_train(
+        small_config(max_steps=6, eval_interval=100, checkpoint_interval=100, activation_checkpointing=True),
+        shards,
+        tmp_path / "ckpt",
+    )
+    np.testing.assert_allclose(recomputed.losses, plain.losses, rtol=1e-5)
+    assert recomputed.memory["estimated_activations"] < plain.memory["estimated_activations"]
+    pytest.importorskip("bitsandbytes", reason="the [bnb] extra is not installed")
+    eight = run_train(
+        small_config(max_steps=20, eval_interval=100, checkpoint_interval=100, optimizer="adamw8bit"),
+        shards,
+        tmp_path / "bnb",
+    )
+    assert eight.optimizer == "adamw8bit" and eight.final_train_loss < eight.initial_loss - 0.5
+    assert eight.memory["estimated_optimizer"] < plain.memory["estimated_optimizer"]
+
+
 def test_divergence_stops_at_the_step(shards, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A NaN loss at step 7 stops the run there, naming the step and the last good save; no model is written."""
     real, calls = train_module.batch_loss, {"n": 0}

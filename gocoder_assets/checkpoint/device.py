@@ -242,6 +242,14 @@ def device_memory_bytes(choice: DeviceChoice) -> int:
     return _host_available_memory()
 
 
+def synchronize(device_type: str) -> None:
+    """Wait for queued kernels, so wall-clock timings measure work done (a no-op on CPU)."""
+    if device_type == "cuda":
+        torch.cuda.synchronize()
+    elif device_type == "mps":
+        torch.mps.synchronize()
+
+
 @contextlib.contextmanager
 def autocast(choice: DeviceChoice) -> Iterator[None]:
     """Mixed precision for forward passes; a no-op for fp32. Weights and optimizer state stay fp32."""

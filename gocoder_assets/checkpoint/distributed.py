@@ -54,14 +54,6 @@ class Dist:
         ids = [self.local_rank] if device.device == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
 
-    @staticmethod
-    def sync(device: DeviceChoice) -> None:
-        """Wait for queued kernels, so wall-clock timings measure work done."""
-        if device.device == "cuda":
-            torch.cuda.synchronize()
-        elif device.device == "mps":
-            torch.mps.synchronize()
-
 
 def init_from_env(device: DeviceChoice, env: Mapping[str, str] | None = None) -> Dist:
     """Join the process group torchrun prepared (NCCL/RCCL on GPUs, gloo on CPU); a world of one otherwise."""

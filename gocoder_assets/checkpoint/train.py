@@ -35,7 +35,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from gocoder_assets.checkpoint.config import TrainConfig
 from gocoder_assets.checkpoint.data import TokenStream, WindowSampler, parse_stages
-from gocoder_assets.checkpoint.device import DeviceChoice, autocast, device_memory_bytes, gpu_arch
+from gocoder_assets.checkpoint.device import DeviceChoice, autocast, device_memory_bytes, gpu_arch, synchronize
 from gocoder_assets.checkpoint.distributed import Dist
 from gocoder_assets.checkpoint.evaluate import EvalSet, score_model, score_unigram, unigram_counts
 from gocoder_assets.checkpoint.memory import attention_kernel_for, flops_per_token, plan_batch
@@ -174,7 +174,7 @@ def train(
     model = LlamaForCausalLM._from_config(config, attn_implementation="sdpa", dtype=torch.float32)
     model.to(device.device).train()
     if cfg.activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     params = sum(p.numel() for p in model.parameters())
     optimizer = build_optimizer(
         model, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, device=device, kind=cfg.optimizer
@@ -252,7 +252,7 @@ def train(
             log_now = done % cfg.log_interval == 0 or done == cfg.max_steps
             progress.step(done, cfg.max_steps, loss_value, lr, norm_value, log_now)
             if step == start_step:  # steady-state timing starts after compilation and allocator warm-up
-                dist.sync(device)
+                synchronize(device.device)
                 steady_start = time.perf_counter()
             if eval_set is not None and (done % cfg.eval_interval == 0 or done == cfg.max_steps):
                 eval_started = time.perf_counter()
@@ -275,7 +275,7 @@ def train(
                     "evals": progress.evals,
                 }
                 log(f"saved training state {store.save(done, payload).name}")
-        dist.sync(device)
+        synchronize(device.device)
         steady_steps = cfg.max_steps - start_step - 1
         steady_time = time.perf_counter() - steady_start - eval_time
         if steady_steps < 1:  # a single step in this process: all we have is the warm-up step itself
@@ -329,7 +329,7 @@ def train(
     )
     if dist.is_main:
         if cfg.activation_checkpointing:
-            model.gradient_checkpointing_disable()
+            model.activation_checkpointing_disable()
         with atomic_dir(out_dir) as tmp:  # old checkpoint or new one, never half
             model.save_pretrained(tmp)
             for path in extra_files:

@@ -101,6 +101,20 @@ class Layout:
         return self.asset_dir("gguf_model")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp/mkdtemp create 0600/0700 so half-written temp files stay private; what is renamed into place
+# gets the modes an ordinary open()/mkdir() would give, so a model server running as another user
+# (Ollama, llama.cpp) can read the artifacts.
+def _modes() -> tuple[int, int]:
+    mask = _umask()
+    return 0o666 & ~mask, 0o777 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_file(path: Path) -> Iterator[Path]:
     """Yield a temp path beside ``path``; rename it over ``path`` only if the block succeeds."""
@@ -112,6 +126,7 @@ def atomic_file(path: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, _modes()[0])
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -124,6 +139,10 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
+        file_mode, dir_mode = _modes()
+        os.chmod(tmp, dir_mode)
+        for child in tmp.rglob("*"):  # files made inside through mkstemp (atomic_file) are 0600 too
+            os.chmod(child, dir_mode if child.is_dir() else file_mode)
         old = path.with_name(f".{path.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if path.exists():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,18 @@ def test_partition_keys_map_to_one_safe_distinct_folder(key: str) -> None:
     assert "/" not in name and not name.startswith(".")
     others = {"golang/go/src/net", "..", ".hidden", "a b/ü", "x%2Fy"} - {key}
     assert name not in {key_to_dirname(o) for o in others}
+
+
+def test_artifacts_are_readable_by_other_users(tmp_path: Path) -> None:
+    """A model server running as another user (Ollama, llama.cpp) must be able to open what we write."""
+    old = os.umask(0o022)
+    try:
+        with atomic_file(tmp_path / "f.bin") as tmp:
+            tmp.write_bytes(b"x")
+        with atomic_dir(tmp_path / "d") as tmp, atomic_file(tmp / "inner.json") as inner:
+            inner.write_text("{}")
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "f.bin", tmp_path / "d" / "inner.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755

@@ -39,7 +39,7 @@ class CategorizeConfig(dg.Config):
         return dataclasses.replace(_DEFAULTS, **values)
 
 
-@per_repo_asset(deps=[raw_prs], code_version="2", group_name="prepare", kinds={"parquet"})
+@per_repo_asset(deps=[raw_prs], code_version="3", group_name="prepare", kinds={"parquet"})
 def categorized_records(
     context: dg.AssetExecutionContext, config: CategorizeConfig, storage: StorageResource
 ) -> dg.MaterializeResult:

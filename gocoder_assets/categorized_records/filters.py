@@ -20,6 +20,8 @@ ENCODED = (
     re.compile(r"(?:\b(?:0x|\\x)?[0-9a-fA-F]{2}(?:,|\b\s*)){8,}"),  # hex bytes
     re.compile(r"(?:\\u[0-9a-fA-F]{4}){8,}"),  # \u escapes
 )
+
+
 @dataclasses.dataclass(frozen=True)
 class FilterOptions:
     excluded_dirs: tuple[str, ...] = ("vendor", "third_party", "node_modules", "dist", "testdata")
@@ -46,11 +48,28 @@ def path_drop_reason(path: str, options: FilterOptions) -> str | None:
     return None
 
 
+def _lf(text: str) -> str:
+    """Text with CRLF and lone CR line ends as LF.
+
+    BigCode's rules are written against LF: `re.MULTILINE`'s `$` matches only before "\\n", so a CRLF
+    `// Code generated ... DO NOT EDIT.\\r` escaped the generated rule, and the base64 run (whose class
+    spans "\\n" only) was cut at every "\\r" into short runs that never reached `max_encoded_run`.
+    Normalising once here fixes every line-anchored rule instead of patching each pattern.
+    """
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
 def content_drop_reason(text: str, options: FilterOptions) -> str | None:
-    """BigCode's file-level filters, cheapest first."""
+    """BigCode's file-level filters, cheapest first.
+
+    The size limit is on the file as stored; the other rules see LF line ends, so a CRLF checkout of a
+    file gets the same verdict as its LF original.
+    """
+    stored_bytes = len(text.encode("utf-8"))
+    text = _lf(text)
     if GO_GENERATED.search(text) or any(GENERATED_HEAD.search(line) for line in text.splitlines()[:5]):
         return "generated"
-    if len(text.encode("utf-8")) > options.max_bytes:
+    if stored_bytes > options.max_bytes:
         return "too_large"
     lines = text.splitlines() or [""]
     if len(lines) > options.max_lines:
@@ -81,5 +100,5 @@ def truncate_body(body: str, options: FilterOptions) -> str:
     """First 60 + last 20 lines, at most 1000 characters (StarCoder2's PR/issue rule)."""
     lines = body.splitlines()
     if len(lines) > options.body_head_lines + options.body_tail_lines:
-        lines = [*lines[:options.body_head_lines], "…", *lines[-options.body_tail_lines:]]
+        lines = [*lines[: options.body_head_lines], "…", *lines[-options.body_tail_lines :]]
     return "\n".join(lines)[: options.max_body_chars]

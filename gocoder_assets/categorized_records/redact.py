@@ -1,8 +1,9 @@
 """PII and secret redaction for every text that reaches the tokenizer (Dagster-free).
 
 ``redact(text) -> (text, counts)`` replaces findings with StarCoder's typed placeholders and leaves every other byte
-as it was (clean text comes back as the same object); ``residual_secrets(text)`` lists what is still detectable (the
-asset check's re-scan: ``[]`` after ``redact``); ``UsernameMapper`` pseudonymizes PR/issue authors per thread.
+as it was (clean text comes back as the same object); ``residual_secrets(text)`` lists what this scanner still
+detects (``[]`` after ``redact``; the asset check adds an independent set, residual.py); ``UsernameMapper``
+(people.py) pseudonymizes PR/issue authors, @-mentions and commit trailers per thread.
 
 - ``<EMAIL>``: addresses, except reserved domains (example.com/net/org, ``*.example|test|invalid|localhost``), ``git@``
   remotes, URL user-info (see ``<PASSWORD>``), file-like names (``icon@2x.png``, ``user@1000.service``) and mixed-case
@@ -14,31 +15,35 @@ asset check's re-scan: ``[]`` after ``redact``); ``UsernameMapper`` pseudonymize
   "section|RFC|version|OID|edition", or all < 32 with no address word on the line (``4.2.11.2``, ``2.5.4.10``). IPv6
   must start in 2000::/3, so ``a[::2]``, MACs, ``fe80`` tables or ``12:34:56`` are never candidates.
 - ``<KEY>``: GitHub tokens (``gh[pousr]_``, ``github_pat_``), AWS key ids and a 40-char secret within 3 lines of one,
-  whole private key blocks (truncated ones too), valid JWTs, ``Bearer`` tokens, and what detect-secrets' token plugins
-  report (Slack, Stripe, OpenAI, SendGrid, npm, PyPI, Square, Twilio, Discord).
-- ``<PASSWORD>``: the value of ``password|secret|token|api_key|credential…`` assignments (``=``, ``:=``, ``:``, ``=>``,
-  comparisons; quoted or not) and URL passwords, if it looks like a secret: 9–256 chars, no whitespace, no template,
-  env reference or placeholder word, 2+ character classes, Shannon entropy > 3.0 bits/char, not sequential, and if
-  unquoted not code (number, call, selector, identifier made of words). ``password = ""``, ``password :=
-  os.Getenv("PW")``, ``secret = nil`` stay. UUIDs are redacted only as such a value (a token), never elsewhere (ids).
+  whole private key blocks (PEM of any label, truncated ones too; PuTTY and SSH2 blocks), valid JWTs, ``Bearer``
+  tokens, and the provider formats and key positions of credentials.py (Google, GitLab, Bitbucket, Stripe, Square,
+  Braintree, Slack, Discord, Telegram, OpenAI, Anthropic, Hugging Face, npm, PyPI, RubyGems, NuGet, SendGrid,
+  Twilio; ``Authorization: Basic|Bearer``, Azure ``AccountKey=`` and SAS ``sig=``).
+- ``<PASSWORD>``: by position, whatever its entropy (credentials.py): the password of ``scheme://user:pw@host``, of a
+  Go MySQL DSN ``user:pw@tcp(…)`` and of ``password=`` in key=value DSNs, unless an obvious placeholder
+  (``${PASSWORD}``, ``<password>``, ``%s``, ``*****``, the word ``password``). By policy: the value of
+  ``password|secret|token|api_key|credential…`` assignments (``=``, ``:=``, ``:``, ``=>``, comparisons; quoted or not)
+  if it looks like a secret: 9–256 chars, no whitespace, no template, env reference or placeholder word, 2+
+  character classes, Shannon entropy > 3.0 bits/char, not sequential, and if unquoted not code (number, call,
+  selector, identifier made of words). ``password = ""``, ``password := os.Getenv("PW")``, ``secret = nil`` stay.
+  UUIDs are redacted only as such a value (a token), never elsewhere (ids).
 
-Detector choice, measured on the Go standard library (71 MB of .go, one core): detect-secrets run as its scanner runs
-(ten plugins over every line) does 0.7 MB/s (KeywordDetector alone 1.6), and its plugins report values, not spans:
-PrivateKeyDetector reports the header only, JwtTokenDetector's lazy regex drops the signature, GitHubTokenDetector
-misses ``github_pat_`` and longer tokens, GitLabTokenDetector reports the prefix group only (left out); there is no
-e-mail or IPv6 detector. So spans come from this module's regexes, each behind a cheap gate (a substring, or a
-literal-led regex whose hits anchor small search windows: Go source is ~99% clean), and detect-secrets is the second
-net: its token plugins over the whole text behind gates, KeywordDetector (Go + config + quoted regex sets) over the
-few lines naming its keywords, BasicAuthDetector's regex over URLs; values they report that pass the same policy are
-replaced too, and its JWT, sequential-string and template checks are reused. The result: ~30 MB/s on the Go stdlib,
-1.9% of its files changed (nearly all by author e-mails in copyright headers; see test_redact.py).
+Detector choice: spans come from this module's and credentials.py's regexes, each behind a cheap gate (a substring
+or a literal-led regex whose hits anchor small search windows: Go source is ~99% clean). detect-secrets is not used
+for spans (as run by its scanner it does 0.7 MB/s on the Go stdlib, and its plugins report values, not spans:
+PrivateKeyDetector reports the header only, GitHubTokenDetector misses ``github_pat_``), only for its sequential and
+template string heuristics; its plugins are the residual check's independent second set (residual.py). Measured on
+the Go standard library (one core): ~21-25 MB/s (was ~31-37 with a third of the families), 1.92% of its files
+changed (1.85% before; nearly all by author e-mails in copyright headers; see test_redact.py).
 """
 
 from __future__ import annotations
 
+import base64
 import bisect
 import ipaddress
 import itertools
+import json
 import math
 import re
 from collections import Counter
@@ -46,22 +51,9 @@ from collections.abc import Iterable, Iterator
 from urllib.parse import unquote
 
 from detect_secrets.filters.heuristic import is_sequential_string, is_templated_secret
-from detect_secrets.plugins import (
-    aws,
-    basic_auth,
-    discord,
-    github_token,
-    jwt,
-    npm,
-    openai,
-    pypi_token,
-    sendgrid,
-    slack,
-    square_oauth,
-    stripe,
-    twilio,
-)
-from detect_secrets.plugins import keyword as _kw
+
+from gocoder_assets.categorized_records.credentials import FORMAT_KINDS, FORMAT_RULES, POSITION_RULES, is_placeholder
+from gocoder_assets.categorized_records.people import UsernameMapper as UsernameMapper  # categorize.py's import
 
 EMAIL, IP, KEY, PASSWORD = "EMAIL", "IP", "KEY", "PASSWORD"
 PLACEHOLDERS = {name: f"<{name}>" for name in (EMAIL, IP, KEY, PASSWORD)}
@@ -90,27 +82,9 @@ _ASSIGN = re.compile(
 # Lowercase needles for the keyword scans; ``key`` counts only after one of the prefixes (api_key, dbKey, …).
 _NEEDLES = ("pass", "pwd", "secret", "contrase", "key", "token", "credential", "bearer")
 _KEY_PREFIX = re.compile(r"(?:api|auth|priv|private|client|access|service|account|db|database)[_-]?$")
-_KW_REGEXES = {**_kw.GOLANG_DENYLIST_REGEX_TO_GROUP, **_kw.CONFIG_DENYLIST_REGEX_TO_GROUP,
-               **_kw.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP}
-_KEYWORD_DETECTOR = _kw.KeywordDetector()
-_BASIC_AUTH = basic_auth.BasicAuthDetector.denylist[0]  # ://user:(password)@
-# detect-secrets token plugins whose reports are whole secrets, each behind a gate: substrings (lowercase ones are
-# looked up in the lowercased text) or a literal-led regex.
 _GH_GATE, _AWS_GATE = re.compile("gh[pousr]_|github_pat_"), re.compile("A(?:KIA|SIA|BIA|CCA|3T)")
-_TOKEN_PLUGINS = (
-    (github_token.GitHubTokenDetector(), (_GH_GATE,)),
-    (aws.AWSKeyDetector(), (_AWS_GATE, "aws")),
-    (jwt.JwtTokenDetector(), ("eyJ",)),
-    (slack.SlackDetector(), ("xox", "hooks.slack")),
-    (stripe.StripeDetector(), ("k_live_",)),
-    (openai.OpenAIDetector(), ("T3BlbkFJ",)),
-    (sendgrid.SendGridDetector(), ("SG.",)),
-    (npm.NpmDetector(), ("_authToken",)),
-    (pypi_token.PypiTokenDetector(), ("pypi-",)),
-    (square_oauth.SquareOAuthDetector(), ("sq0csp-",)),
-    (twilio.TwilioKeyDetector(), ()),
-    (discord.DiscordBotTokenDetector(), (re.compile(r"\.[\w-]{6}\.[\w-]{27}", _A),)),
-)
+_POSITION_KINDS = {"url_password": PASSWORD, "dsn_password": PASSWORD}  # the other position rules hold keys
+# fmt: off
 _PLACEHOLDER_WORDS = ("example", "changeme", "change_me", "password", "passwd", "secret", "xxxx", "****", "....",
                       "your", "dummy", "placeholder", "redacted", "sample", "fake", "insert", "replace", "foobar")
 # Unquoted values that are code: number literals, anything with call/index/literal/label punctuation.
@@ -140,6 +114,7 @@ _ADDRESS_WORD = re.compile(
 _PUBLIC_RESOLVERS = {ipaddress.ip_address(a) for a in (
     "8.8.8.8", "8.8.4.4", "1.1.1.1", "1.0.0.1", "9.9.9.9", "149.112.112.112", "208.67.222.222", "208.67.220.220",
     "2001:4860:4860::8888", "2001:4860:4860::8844", "2606:4700:4700::1111", "2606:4700:4700::1001", "2620:fe::fe")}
+# fmt: on
 
 Span = tuple[int, int, str, str]  # start, end, kind, placeholder name
 
@@ -150,7 +125,7 @@ def entropy(value: str) -> float:
     return -sum(c / n * math.log2(c / n) for c in Counter(value).values()) if n else 0.0
 
 
-def _secret_like(value: str, quoted: bool) -> bool:
+def secret_like(value: str, quoted: bool) -> bool:
     """The policy for assignment / URL-password values (see the module docstring)."""
     if value[:1] in ("$", "%", "<", "") or any(t in value for t in ("${", "{{", "<", ">", "%s", "%v", "://")):
         return False
@@ -219,10 +194,10 @@ def _lines_around(text: str, start: int, end: int, n: int) -> tuple[int, int]:
     return lo + 1, len(text) if hi < 0 else hi
 
 
-def _keyword_regions(text: str, low: str) -> list[tuple[int, int, bool]]:
-    """Regions (start, end, names a detect-secrets keyword) around keyword needles: the needle's line, or a window of
-    it when the line is long (minified text), overlapping regions merged."""
-    found: list[tuple[int, int, bool]] = []
+def _keyword_regions(text: str, low: str) -> list[tuple[int, int]]:
+    """Regions (start, end) around keyword needles: the needle's line, or a window of it when the line is long
+    (minified text), overlapping regions merged."""
+    found: list[tuple[int, int]] = []
     for needle in _NEEDLES:
         i, ls, le = low.find(needle), 0, -1
         while i >= 0:
@@ -232,16 +207,43 @@ def _keyword_regions(text: str, low: str) -> list[tuple[int, int, bool]]:
                 s, e = ls, le
                 if e - s > 2000:
                     s, e = max(s, i - 400), min(e, i + 400)
-                found.append((s, e, needle in ("pass", "pwd", "secret", "contrase", "key")))
+                found.append((s, e))
             i = low.find(needle, i + 1)
-    merged: list[tuple[int, int, bool]] = []
-    for s, e, ds in sorted(found):
+    merged: list[tuple[int, int]] = []
+    for s, e in sorted(found):
         if merged and s <= merged[-1][1]:
-            ps, pe, pds = merged[-1]
-            merged[-1] = (ps, max(pe, e), pds or ds)
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
         else:
-            merged.append((s, e, ds))
+            merged.append((s, e))
     return merged
+
+
+def _valid_jwt(token: str) -> bool:
+    """Header and payload decode to JSON objects (base64url, padding optional): ``eyJ`` prose is not a token."""
+    try:
+        return all(isinstance(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))), dict)
+                   for part in token.split(".")[:2])  # fmt: skip
+    except ValueError:
+        return False
+
+
+def _gate_hits(text: str, low: str, gates: tuple[str | re.Pattern[str], ...], memo: dict) -> list[int]:
+    """Sorted offsets of every occurrence of the gates: substrings (lowercase ones looked up in ``low``) or
+    literal-led regexes (one pass for a family of prefixes); ``memo`` shares a gate between rules."""
+    hits: list[int] = []
+    for g in gates:
+        if g not in memo:
+            if isinstance(g, re.Pattern):
+                memo[g] = [m.start() for m in g.finditer(text)]
+            else:
+                hay, found = low if g.islower() else text, []
+                i = hay.find(g)
+                while i >= 0:
+                    found.append(i)
+                    i = hay.find(g, i + 1)
+                memo[g] = found
+        hits += memo[g]
+    return sorted(hits) if len(gates) > 1 else hits
 
 
 def _around(text: str, anchors: Iterable[int], regex: re.Pattern[str], back: int, fwd: int) -> Iterator[re.Match]:
@@ -276,21 +278,13 @@ def _scan(text: str) -> list[Span]:
         if start < end and (i == 0 or spans[i - 1][1] <= start) and (i == len(spans) or end <= spans[i][0]):
             spans.insert(i, (start, end, kind, placeholder))
 
-    def add_value(value: str, lo: int, hi: int, kind: str, placeholder: str) -> None:
-        i = text.find(value, lo, hi)
-        while i >= 0:
-            j = i + len(value)
-            if not (text[i - 1 : i].isalnum() or text[j : j + 1].isalnum()):  # not inside a longer blob
-                add(i, j, kind, placeholder)
-            i = text.find(value, j, hi)
-
     if "PRIVATE KEY" in text:
         for m in _PEM.finditer(text):
             if re.search(r"[A-Za-z0-9+/]{32,}", m.group()):
                 add(m.start(), m.end(), "private_key", KEY)
     if has("eyJ"):
         for m in _JWT.finditer(text):
-            if jwt.JwtTokenDetector.is_formally_valid(m.group()):
+            if _valid_jwt(m.group()):
                 add(m.start(), m.end(), "jwt", KEY)
     if has(_GH_GATE):
         for m in _GITHUB.finditer(text):
@@ -302,34 +296,28 @@ def _scan(text: str) -> list[Span]:
                 v = s.group()
                 if re.search("[a-z]", v) and re.search("[A-Z]", v) and entropy(v) >= 4.0:
                     add(s.start(), s.end(), "aws_secret_key", KEY)
-    for plugin, gate in _TOKEN_PLUGINS:
-        if not gate or any(has(g) for g in gate):
-            for value in dict.fromkeys(plugin.analyze_string(text)):  # deterministic order
-                if len(value) >= 16:
-                    add_value(value, 0, len(text), f"detect-secrets: {plugin.secret_type}", KEY)
-    for s, e, ds_keyword in _keyword_regions(text, low):
+    hit_memo: dict[str | re.Pattern[str], list[int]] = {}
+    for rule in (*FORMAT_RULES, *POSITION_RULES):
+        for m in _around(text, _gate_hits(text, low, rule.gates, hit_memo), rule.regex, rule.back, rule.fwd):
+            value = m.group(rule.group)
+            if rule.kind in FORMAT_KINDS or not is_placeholder(value):
+                add(m.start(rule.group), m.end(rule.group), rule.kind, _POSITION_KINDS.get(rule.kind, KEY))
+    for s, e in _keyword_regions(text, low):
         for m in _ASSIGN.finditer(text, s, e):
             group = "q" if m.group("q") else "u" if m.group("u") else "b"
-            if _secret_like(m.group(group), quoted=group != "u"):
+            if secret_like(m.group(group), quoted=group != "u"):
                 kind, name = ("bearer_token", KEY) if group == "b" else ("password_assignment", PASSWORD)
                 add(m.start(group), m.end(group), kind, name)
-        if ds_keyword:
-            line = text[s:e]
-            for value in _KEYWORD_DETECTOR.analyze_string(line, _KW_REGEXES):
-                if _secret_like(value, quoted=any(f"{q}{value}{q}" in line for q in "\"'`")):
-                    add_value(value, s, e, "detect-secrets: Secret Keyword", PASSWORD)
     if has("@"):
-        if has("://"):
-            for m in _BASIC_AUTH.finditer(text):
-                if _secret_like(m.group(1), quoted=True):
-                    add(m.start(1), m.end(1), "detect-secrets: Basic Auth Credentials", PASSWORD)
         ats = (m.start() for m in re.finditer("@", text))
         for m in _around(text, ats, _EMAIL, 70, 260):
             if not _keep_email(m, text):  # a JSON/Go-escaped ``\u003cname@…`` keeps its escape
                 escaped = m.group()[:5].lower() == "u003c" and text[m.start() - 1 : m.start()] == "\\"
                 add(m.start() + 5 * escaped, m.end(), "email", EMAIL)
-    for regex, gate, back, cls in ((_IPV6, _IPV6_GATE, 40, ipaddress.IPv6Address),
-                                   (_IPV4, _IPV4_GATE, 4, ipaddress.IPv4Address)):
+    for regex, gate, back, cls in (
+        (_IPV6, _IPV6_GATE, 40, ipaddress.IPv6Address),
+        (_IPV4, _IPV4_GATE, 4, ipaddress.IPv4Address),
+    ):
         for m in _around(text, (g.start() for g in gate.finditer(text)), regex, back, 48):
             try:
                 addr = cls(m.group())
@@ -361,32 +349,3 @@ def redact(text: str) -> tuple[str, Counter[str]]:
 def residual_secrets(text: str) -> list[str]:
     """Kinds of PII/secrets still detectable in ``text``, one per finding in text order; ``[]`` after ``redact``."""
     return [kind for _s, _e, kind, _p in _scan(text)]
-
-
-class UsernameMapper:
-    """Per-thread pseudonyms (StarCoder2): each distinct author login becomes ``username_0``, ``username_1``, … in
-    order of first appearance (GitHub logins are case-insensitive), and ``@login`` mentions of known logins in
-    bodies become ``@username_N``. Mentions of logins that never authored in the thread are left as they are."""
-
-    _MENTION = re.compile(r"(?<![\w.+/@-])@([A-Za-z0-9](?:[A-Za-z0-9-]{0,38}))(?![\w/-])", _A)
-
-    def __init__(self) -> None:
-        self._names: dict[str, str] = {}
-
-    def name(self, login: str | None) -> str:
-        key = (login or "ghost").lower()  # GitHub shows deleted accounts as "ghost"; the API gives no author
-        if key not in self._names:
-            self._names[key] = f"username_{len(self._names)}"
-        return self._names[key]
-
-    def __contains__(self, login: str | None) -> bool:
-        return (login or "ghost").lower() in self._names
-
-    def mention_text(self, text: str) -> str:
-        if "@" not in text or not self._names:
-            return text
-
-        def sub(m: re.Match[str]) -> str:
-            return "@" + self._names[m.group(1).lower()] if m.group(1).lower() in self._names else m.group()
-
-        return self._MENTION.sub(sub, text)

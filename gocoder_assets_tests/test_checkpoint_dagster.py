@@ -46,6 +46,10 @@ def materialize(instance, resources, selection, train_config: dict) -> dg.Execut
 
 def test_rematerializing_resumes_and_shows_the_curve(built: Built, tmp_path: Path) -> None:
     resources, layout = copy_of_built(built, tmp_path)
+    # ROCm settings reach the training process's environment (harmless on CPU).
+    resources["gpu"] = GPUResource(
+        device="cpu", precision="fp32", hip_alloc_conf="expandable_segments:True", hsa_override_gfx_version="10.3.0"
+    )
     config = {**TRAIN, "max_steps": 12, "checkpoint_interval": 5, "eval_interval": 6}
     with dg.instance_for_test() as instance:
         first = materialize(instance, resources, ["checkpoint"], config)
@@ -53,6 +57,8 @@ def test_rematerializing_resumes_and_shows_the_curve(built: Built, tmp_path: Pat
         again = materialize(instance, resources, ["checkpoint"], config)
         assert again.success
         meta = again.asset_materializations_for_node("checkpoint")[0].metadata
+        logs = [entry.user_message for entry in instance.all_logs(first.run_id)]
+    assert "PYTORCH_HIP_ALLOC_CONF=expandable_segments:True" in logs and "HSA_OVERRIDE_GFX_VERSION=10.3.0" in logs
     assert meta["resumed_from_step"].value == 10 and meta["steps"].value == 12
     assert meta["loss_curve"].value.startswith("![loss curve](data:image/png;base64,")
     for key in ("val_loss_CODE", "val_bpb", "val_unigram_loss", "micro_batch", "accumulation", "mfu"):

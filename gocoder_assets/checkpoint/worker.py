@@ -22,6 +22,9 @@ from typing import Any
 
 from gocoder_assets.storage import atomic_file, write_json
 
+# Read by the HIP runtime once, at start-up: the asset passes them in the worker's environment (GPUResource).
+ROCM_SETTINGS = ("PYTORCH_HIP_ALLOC_CONF", "HSA_OVERRIDE_GFX_VERSION")
+
 
 @dataclass
 class TrainJob:
@@ -63,6 +66,9 @@ def run_job(job: TrainJob, log: Any = print) -> dict[str, Any] | None:
     from gocoder_assets.checkpoint.report import loss_curve_png, write_png  # noqa: PLC0415
     from gocoder_assets.checkpoint.train import TrainConfig, train  # noqa: PLC0415
 
+    for name in ROCM_SETTINGS:  # they only take effect from the environment this process started with
+        if name in os.environ:
+            log(f"{name}={os.environ[name]}")
     device = pick_device(job.device, job.precision)
     dist = init_from_env(device)
     try:

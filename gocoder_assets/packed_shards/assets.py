@@ -9,7 +9,7 @@ from gocoder_assets.checks import require_upstream_checks_passed
 from gocoder_assets.dedup_index.assets import dedup_index
 from gocoder_assets.dedup_index.index import dropped_ids
 from gocoder_assets.metadata import counts_metadata
-from gocoder_assets.packed_shards.pack import assign_splits, pack_partition
+from gocoder_assets.packed_shards.pack import VAL_FRACTION, assign_splits, pack_partition
 from gocoder_assets.partitions import per_repo_asset
 from gocoder_assets.repo_list.assets import repo_list
 from gocoder_assets.repo_list.repos import read_repo_list
@@ -20,7 +20,7 @@ from gocoder_assets.tokenizer_model.train import load_processor
 
 
 class PackConfig(dg.Config):
-    val_fraction: float = 0.05
+    val_fraction: float = VAL_FRACTION
 
 
 @per_repo_asset(

@@ -30,7 +30,11 @@ def split_score(name: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def assign_splits(names: Sequence[str], val_fraction: float = 0.05) -> dict[str, str]:
+# The one default for the share of repositories in val; tokenizer_model holds out the same repositories.
+VAL_FRACTION = 0.05
+
+
+def assign_splits(names: Sequence[str], val_fraction: float = VAL_FRACTION) -> dict[str, str]:
     """Repo name → "train" | "val".
 
     Repos whose score falls under ``val_fraction`` go to val. When that leaves val empty

@@ -1,6 +1,5 @@
 """tokenizer_model: one SentencePiece BPE vocabulary over every repository partition."""
 
-
 import dagster as dg
 
 from gocoder_assets.categorized_records.assets import categorized_records
@@ -8,16 +7,16 @@ from gocoder_assets.categorized_records.serialize import MARKERS
 from gocoder_assets.checks import require_upstream_checks_passed
 from gocoder_assets.dedup_index.assets import dedup_index
 from gocoder_assets.dedup_index.index import dropped_ids
+from gocoder_assets.packed_shards.pack import VAL_FRACTION
 from gocoder_assets.repo_list.assets import repo_list
 from gocoder_assets.repo_list.repos import read_repo_list
 from gocoder_assets.resources import StorageResource
 from gocoder_assets.storage import atomic_dir, file_sha256, write_json
 from gocoder_assets.tokenizer_model.train import (
     MODEL_FILE,
-    HoldoutSplitter,
+    RepoHoldout,
     TokenizerOptions,
     describe,
-    iter_texts,
     load_processor,
     round_trip_report,
     train_tokenizer,
@@ -29,12 +28,14 @@ INFO_FILE = "tokenizer_info.json"
 class TokenizerConfig(dg.Config):
     vocab_size: int = TokenizerOptions.vocab_size
     input_sentence_size: int = TokenizerOptions.input_sentence_size
-    holdout_fraction: float = 0.01
+    # Fraction of repositories held out, handed to packed_shards' ``assign_splits``: the same default as
+    # packed_shards' val_fraction, so the held-out repos are exactly the val repos (change both together).
+    holdout_fraction: float = VAL_FRACTION
     holdout_max_records: int = 500
 
 
 @dg.asset(
-    deps=[repo_list, categorized_records, dedup_index], code_version="2", group_name="tokenize", kinds={"sentencepiece"}
+    deps=[repo_list, categorized_records, dedup_index], code_version="3", group_name="tokenize", kinds={"sentencepiece"}
 )
 def tokenizer_model(
     context: dg.AssetExecutionContext, config: TokenizerConfig, storage: StorageResource
@@ -49,19 +50,30 @@ def tokenizer_model(
     if missing:
         raise FileNotFoundError(f"categorized_records not materialized for {len(missing)} partitions: {missing[:5]}")
     options = TokenizerOptions(vocab_size=config.vocab_size, input_sentence_size=config.input_sentence_size)
-    splitter = HoldoutSplitter(config.holdout_fraction, config.holdout_max_records)
+    holdout = RepoHoldout(
+        dict(zip(keys, files, strict=True)),
+        config.holdout_fraction,
+        config.holdout_max_records,
+        dropped_ids(layout.dedup_file),
+    )
     with atomic_dir(layout.tokenizer_dir) as out:
-        train_tokenizer(splitter.lines(iter_texts(files, dropped_ids(layout.dedup_file))), out, MARKERS, options)
+        train_tokenizer(holdout.sentences(options), out, MARKERS, options)
         sp = load_processor(out)
         info = describe(sp, MARKERS)
-        report = round_trip_report(sp, splitter.holdout)
-        info.update(report, sha256=file_sha256(out / MODEL_FILE), training_records=splitter.training_records)
+        report = round_trip_report(sp, holdout.holdout_texts())
+        info.update(
+            report,
+            sha256=file_sha256(out / MODEL_FILE),
+            training_records=holdout.training_records,
+            holdout_partitions=holdout.val_keys,
+        )
         write_json(out / INFO_FILE, info)
     return dg.MaterializeResult(
         data_version=dg.DataVersion(info["sha256"]),
         metadata={
             "vocab_size": info["vocab_size"],
-            "training_records": splitter.training_records,
+            "training_records": holdout.training_records,
+            "holdout_partitions": dg.MetadataValue.json(holdout.val_keys),
             **report,
             "marker_ids": dg.MetadataValue.json(info["marker_ids"]),
             "sha256": info["sha256"],

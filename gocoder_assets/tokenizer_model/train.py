@@ -11,13 +11,15 @@ libraries). llama.cpp's SPM tokenizer does not pre-split either.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-from collections.abc import Container, Iterable, Iterator, Sequence
+import json
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sentencepiece as spm
+
+from gocoder_assets.packed_shards.pack import assign_splits
 
 SPECIALS = {"unk": (0, "<unk>"), "bos": (1, "<s>"), "eos": (2, "</s>"), "pad": (3, "<pad>")}
 MODEL_FILE = "tokenizer.model"
@@ -26,8 +28,10 @@ MODEL_FILE = "tokenizer.model"
 @dataclasses.dataclass(frozen=True)
 class TokenizerOptions:
     vocab_size: int = 8192
-    # Lines sampled for training; bounds memory (≈ 1 GB RSS at 2M lines, NOTES).
-    input_sentence_size: int = 2_000_000
+    # Sentences (runs of ``chunk_lines`` lines) sampled for training; bounds memory. 125k runs of 16
+    # lines is about the 2M lines the line-based trainer sampled (≈ 1 GB RSS, NOTES).
+    input_sentence_size: int = 125_000
+    chunk_lines: int = 16
     max_sentence_length: int = 16384
     character_coverage: float = 0.9995
     seed: int = 1234
@@ -45,27 +49,58 @@ def iter_texts(parquet_files: Iterable[Path], skip: Container[str] = ()) -> Iter
                     yield record_id, text
 
 
-def is_holdout(record_id: str, fraction: float) -> bool:
-    """A stable pseudo-random slice of records kept out of training to test the tokenizer on."""
-    return int(hashlib.sha256(record_id.encode()).hexdigest()[:8], 16) / 16**8 < fraction
+def text_chunks(text: str, max_lines: int, max_bytes: int) -> Iterator[str]:
+    """Cut ``text`` at line ends into runs of up to ``max_lines`` lines, newlines kept.
+
+    SentencePiece only learns pieces inside a sentence, so training on single lines meant ``\n``
+    was never inside a piece and every newline cost a byte token. Runs of lines let it learn
+    ``}\n``, ``\n\t\t`` and ``{\n\t``. Runs stay under ``max_bytes`` (the trainer skips longer
+    sentences); a single line longer than that is yielded alone and skipped there, as before.
+    """
+    parts = text.split("\n")
+    lines = [p + "\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+    chunk: list[str] = []
+    size = 0
+    for line in lines:
+        n = len(line.encode("utf-8"))
+        if chunk and (len(chunk) >= max_lines or size + n > max_bytes):
+            yield "".join(chunk)
+            chunk, size = [], 0
+        chunk.append(line)
+        size += n
+    if chunk:
+        yield "".join(chunk)
 
 
-class HoldoutSplitter:
-    """Feeds training lines from non-held-out records and keeps a capped held-out sample."""
+class RepoHoldout:
+    """Holds out whole repositories, the ones packed_shards puts in val (same ``assign_splits``).
 
-    def __init__(self, fraction: float, max_records: int) -> None:
-        self.fraction, self.max_records = fraction, max_records
-        self.holdout: list[str] = []
+    A per-record hash let val repos' text into training, so held-out numbers were optimistic
+    and the vocabulary had seen the validation set. Here val partitions are only measured on.
+    """
+
+    def __init__(self, files: Mapping[str, Path], val_fraction: float, max_records: int, skip: Container[str] = ()):
+        splits = assign_splits(list(files), val_fraction)
+        self.files, self.max_records, self.skip = files, max_records, skip
+        self.val_keys = sorted(k for k in files if splits[k] == "val")
         self.training_records = 0
 
-    def lines(self, texts: Iterable[tuple[str, str]]) -> Iterator[str]:
-        for record_id, text in texts:
-            if is_holdout(record_id, self.fraction):
-                if len(self.holdout) < self.max_records:
-                    self.holdout.append(text)
-                continue
+    def sentences(self, options: TokenizerOptions) -> Iterator[str]:
+        """Multi-line training sentences from train partitions only; counts the records used."""
+        val = set(self.val_keys)
+        train = [f for k, f in self.files.items() if k not in val]
+        for _, text in iter_texts(train, self.skip):
             self.training_records += 1
-            yield from (line for line in text.split("\n") if line)
+            yield from text_chunks(text, options.chunk_lines, options.max_sentence_length)
+
+    def holdout_texts(self) -> list[str]:
+        """Up to ``max_records`` records of the val partitions, in partition order."""
+        out: list[str] = []
+        for _, text in iter_texts([self.files[k] for k in self.val_keys], self.skip):
+            if len(out) >= self.max_records:
+                break
+            out.append(text)
+        return out
 
 
 def round_trip_report(sp: spm.SentencePieceProcessor, texts: Sequence[str]) -> dict[str, float | int]:
@@ -118,6 +153,13 @@ def write_hf_tokenizer(model_file: Path, out_dir: Path, markers: Sequence[str]) 
 
     Built with `tokenizers` directly: transformers' own converter needs the SentencePiece
     protobuf module, which fails to import beside the protobuf 6 that dagster pins.
+
+    SentencePiece never matches its control pieces (``<s>``, ``</s>``, ``<unk>``, ``<pad>``) in
+    raw text, so a Go string holding ``"<s>"`` encodes as ``<``, ``s``, ``>``; the shards and
+    llama.cpp say so. An added special token would be cut out of the text instead, so the specials
+    are dropped from tokenizer.json's added tokens (plain `tokenizers` then gives the same ids) and
+    ``split_special_tokens`` tells transformers, which re-registers them on load, to do the same.
+    Markers stay added tokens: SentencePiece does match user-defined symbols in raw text.
     """
     from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers  # noqa: PLC0415
     from transformers import PreTrainedTokenizerFast  # noqa: PLC0415
@@ -129,7 +171,6 @@ def write_hf_tokenizer(model_file: Path, out_dir: Path, markers: Sequence[str]) 
     tok = Tokenizer(bpe)
     tok.normalizer = normalizers.Replace(" ", "\u2581")
     tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
-    tok.add_special_tokens([AddedToken(p, special=True, normalized=False) for _, p in SPECIALS.values()])
     tok.add_tokens([AddedToken(m, special=False, normalized=False) for m in markers])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -138,8 +179,14 @@ def write_hf_tokenizer(model_file: Path, out_dir: Path, markers: Sequence[str]) 
         eos_token=SPECIALS["eos"][1],
         pad_token=SPECIALS["pad"][1],
         clean_up_tokenization_spaces=False,
+        split_special_tokens=True,
     )
     fast.save_pretrained(str(out_dir))
+    specials = {p for _, p in SPECIALS.values()}
+    path = out_dir / "tokenizer.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["added_tokens"] = [t for t in data["added_tokens"] if t["content"] not in specials]
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
 
 
 def load_processor(out_dir: Path) -> spm.SentencePieceProcessor:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from gocoder_assets.categorized_records.serialize import MARKERS
+from gocoder_assets.categorized_records.serialize import MARKERS, RESERVED, file_block, mark, render_change, render_code
 from gocoder_assets.checkpoint.data import TokenStream
 from gocoder_assets.checkpoint.evaluate import (
     EvalReport,
@@ -24,7 +24,14 @@ from gocoder_assets.checkpoint.evaluate import (
     unigram_counts,
 )
 from gocoder_assets.packed_shards.shard_format import CATEGORIES
-from gocoder_assets.tokenizer_model.train import TokenizerOptions, load_processor, token_byte_lengths, train_tokenizer
+from gocoder_assets.tokenizer_model.encode import RecordCodec
+from gocoder_assets.tokenizer_model.train import (
+    TokenizerOptions,
+    load_processor,
+    record_chunks,
+    token_byte_lengths,
+    train_tokenizer,
+)
 from gocoder_assets_tests.shards import make_shard
 
 EOS, VOCAB, CTX = 2, 64, 16
@@ -37,13 +44,14 @@ SHARDS = {
 
 
 def go_lines(n: int = 150) -> list[str]:
-    """Go-like lines, enough for a small BPE vocabulary to form."""
+    """Training lines from Go-like stored records (content runs only), enough for a small BPE vocabulary."""
     names = ["reader", "writer", "buf", "err", "conn", "value"]
     out = []
     for i in range(n):
         a, b = names[i % len(names)], names[(i * 7) % len(names)]
-        out += [f"<CODE><REPO>acme/{a}", f'<FILE path="pkg/{a}.go">', f"func {a.title()}{i}({b} int) error {{"]
-        out += [f"\tif {b} > {i} {{", f'\t\treturn fmt.Errorf("{a}: %d", {b})', "\t}", "\treturn nil", "}", "</FILE>"]
+        body = f"func {a.title()}{i}({b} int) error {{\n\tif {b} > {i} {{\n"
+        body += f'\t\treturn fmt.Errorf("{a}: %d", {b})\n\t}}\n\treturn nil\n}}\n'
+        out += record_chunks(render_code(f"acme/{a}", f"pkg/{a}.go", body), 1, 16384)
     return out
 
 
@@ -59,16 +67,22 @@ def test_token_bytes_add_up_to_the_utf8_length(sp) -> None:
     assert lengths.dtype == np.int32 and len(lengths) == sp.get_piece_size()
     assert [lengths[i] for i in (sp.bos_id(), sp.eos_id(), sp.pad_id(), sp.unk_id())] == [0, 0, 0, 0]
     assert lengths[sp.piece_to_id("<0xF0>")] == 1
-    assert lengths[sp.encode("<REPO>")[0]] == len("<REPO>")
+    codec = RecordCodec(sp, MARKERS)
+    # Markers are control ids: structure, not text, so they count no bytes (sp.encode("<REPO>") is text).
+    assert all(lengths[i] == 0 for i in codec.marker_ids.values())
+    assert int(lengths[sp.encode("<REPO>")].sum()) == len("<REPO>")
+    change = f'{mark("<FILE")} path="a b.go">\n{mark("<BEFORE>")}\nold\n{mark("<AFTER>")}\n{mark("</FILE>")}\n'
+    body = '\tx := "tab\\t"\n\n  \t // 日本語 emoji 🦫\r\n\treturn   nil <REPO>\n'
     texts = [
-        '<MIX><REPO>acme/widget\n<PR_TITLE>Grow ünïcödé widgets\n<FILE path="a b.go">\n<BEFORE>\n',
-        '\tx := "tab\\t"\n\n  \t // 日本語 emoji 🦫\r\n\treturn   nil\n</FILE>\n',
+        render_change("MIX", "acme/widget", {"title": "Grow ünïcödé widgets"}, [change]),
+        render_code("acme/widget", "w.go", body),
         "  leading spaces and a trailing one ",
+        file_block("x.go", '  <FILE path="y"> </FILE>'),
     ]
     for text in texts:
-        ids = sp.encode(text)
-        assert int(lengths[ids].sum()) == len(text.encode("utf-8")), text
-    assert any(sp.is_byte(i) for i in sp.encode(texts[1]))  # the emoji takes the byte-fallback path
+        ids = codec.encode_one(text)
+        assert int(lengths[ids].sum()) == len(RESERVED.sub("", text).encode("utf-8")), text  # content bytes
+    assert any(sp.is_byte(i) for i in codec.encode_one(texts[1]))  # the emoji takes the byte-fallback path
 
 
 def make_stream(root: Path, shards: dict[str, list[tuple[str, int]]] = SHARDS, seed: int = 0):

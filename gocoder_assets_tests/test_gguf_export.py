@@ -11,9 +11,10 @@ import pytest
 import sentencepiece as spm
 import torch
 from safetensors.numpy import load_file
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from gocoder_assets.categorized_records.serialize import MARKERS as SERIALIZED_MARKERS
+from gocoder_assets.categorized_records.serialize import render_code
 from gocoder_assets.gguf_model.export import (
     BYTE,
     CONTROL,
@@ -26,31 +27,31 @@ from gocoder_assets.gguf_model.export import (
     unpermute,
     write_modelfile,
 )
-from gocoder_assets.tokenizer_model.train import MODEL_FILE, TokenizerOptions, train_tokenizer
+from gocoder_assets.tokenizer_model.encode import RecordCodec
+from gocoder_assets.tokenizer_model.train import MODEL_FILE, TokenizerOptions, record_chunks, train_tokenizer
 
 MARKERS = list(SERIALIZED_MARKERS)
 N_HEAD, N_KV = 4, 2
 
 
-def _go_text(n_funcs: int = 200) -> str:
+def _go_records(n_funcs: int = 200) -> list[str]:
+    """Stored CODE records (markers as sentinels) of generated Go."""
     rng = random.Random(0)
     names = ["handler", "ctx", "err", "value", "reader", "buf", "conn", "server"]
     out = []
     for i in range(n_funcs):
         a, b = rng.choice(names), rng.choice(names)
-        out.append(f'<REPO>example/{a}\n<FILE path="pkg/{a}_{i}.go">\npackage {a}\n\nimport "fmt"\n\n')
-        out.append(f"func {a.title()}{i}({b} int) (string, error) {{\n")
-        out.append(f'\tif {b} > {rng.randint(0, 99)} {{\n\t\treturn "", fmt.Errorf("{a}: %d", {b})\n\t}}\n')
-        out.append(
-            f'\tfor i := 0; i < {b}; i++ {{\n\t\t{a}Count += i\n\t}}\n\treturn "{a}", nil\n}}\n</FILE>\n'
-        )
-    return "".join(out)
+        body = [f'package {a}\n\nimport "fmt"\n\n', f"func {a.title()}{i}({b} int) (string, error) {{\n"]
+        body.append(f'\tif {b} > {rng.randint(0, 99)} {{\n\t\treturn "", fmt.Errorf("{a}: %d", {b})\n\t}}\n')
+        body.append(f'\tfor i := 0; i < {b}; i++ {{\n\t\t{a}Count += i\n\t}}\n\treturn "{a}", nil\n}}\n')
+        out.append(render_code(f"example/{a}", f"pkg/{a}_{i}.go", "".join(body)))
+    return out
 
 
 @pytest.fixture(scope="module")
 def spm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("spm")
-    lines = [line for line in _go_text().split("\n") if line]
+    lines = [line for record in _go_records() for line in record_chunks(record, 1, 16384) if line.strip()]
     train_tokenizer(lines, d, MARKERS, TokenizerOptions(vocab_size=400))
     return d / MODEL_FILE
 
@@ -138,9 +139,7 @@ def test_tensors_round_trip(exported: dict) -> None:
     # The permutation is real (not the identity) and k really uses the KV head count.
     q = hf["model.layers.0.self_attn.q_proj.weight"]
     assert not np.array_equal(permute(q, N_HEAD), q)
-    assert not np.array_equal(
-        permute(hf["model.layers.0.self_attn.k_proj.weight"], N_HEAD), got["blk.0.attn_k.weight"]
-    )
+    assert not np.array_equal(permute(hf["model.layers.0.self_attn.k_proj.weight"], N_HEAD), got["blk.0.attn_k.weight"])
 
 
 def test_metadata_and_vocab(exported: dict) -> None:
@@ -182,12 +181,44 @@ def test_metadata_and_vocab(exported: dict) -> None:
             return CONTROL
         if sp.is_byte(i):
             return BYTE
-        return USER_DEFINED if sp.id_to_piece(i) in MARKERS else NORMAL
+        return NORMAL
 
     types = _field(reader, "tokenizer.ggml.token_type")
     assert types == [expected_type(i) for i in range(n)]
-    assert [sp.id_to_piece(i) for i in range(n) if types[i] == USER_DEFINED] == MARKERS
+    # Markers are SentencePiece control symbols, so CONTROL like <s> </s> <pad>; nothing is USER_DEFINED.
+    assert [sp.id_to_piece(i) for i in range(n) if types[i] == CONTROL] == ["<s>", "</s>", "<pad>", *MARKERS]
+    assert USER_DEFINED not in types
     assert "<0x0A>" in _field(reader, "tokenizer.ggml.tokens")  # llama.cpp looks newline up by this piece
+
+
+def test_marker_strings_map_to_marker_ids_in_the_gguf(exported: dict) -> None:
+    """For prompting: each marker string is one CONTROL token whose id is the marker id of the training data.
+
+    llama.cpp matches CONTROL token text only when asked to parse special tokens, which a prompt
+    writing ``<CODE><REPO>acme/x`` does; text without that flag is plain text, as in training.
+    """
+    sp: spm.SentencePieceProcessor = exported["sp"]
+    codec = RecordCodec(sp, MARKERS)
+    reader = gguf.GGUFReader(exported["summary"]["path"])
+    tokens = _field(reader, "tokenizer.ggml.tokens")
+    types = _field(reader, "tokenizer.ggml.token_type")
+    for m, i in codec.marker_ids.items():
+        assert tokens.index(m) == i and types[i] == CONTROL, m
+    record = render_code("acme/x", "a.go", "func F() {}\n")
+    ids = codec.encode_one(record)
+    assert ids[:2] == [codec.marker_ids["<CODE>"], codec.marker_ids["<REPO>"]]
+    structure = [codec.marker_ids[m] for m in ("<CODE>", "<REPO>", "<FILE", "</FILE>")]
+    assert [i for i in ids if types[i] == CONTROL] == structure
+    # transformers' GGUF tokenizer loader (as a llama.cpp prompt with special parsing) reads marker strings
+    # as the marker ids. It registers every CONTROL token as a special added token, so unlike our tokenizer.json
+    # it also reads a literal "<s>" as BOS; that is the converter's choice, and no training text goes through it.
+    path = Path(exported["summary"]["path"])
+    auto = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    for m, i in codec.marker_ids.items():
+        assert auto.encode(m, add_special_tokens=False) == [i] and auto.decode([i]) == m, m
+    prompt = "<CODE><REPO>acme/x\n"
+    assert auto.encode(prompt, add_special_tokens=False)[:2] == ids[:2]
+    assert auto.decode(auto.encode(prompt, add_special_tokens=False)) == prompt
 
 
 def test_score_heuristic_would_fail(spm_model: Path) -> None:
@@ -200,12 +231,9 @@ def test_score_heuristic_would_fail(spm_model: Path) -> None:
 
 def test_transformers_gguf_loader_matches(exported: dict) -> None:
     path = Path(exported["summary"]["path"])
-    loaded = AutoModelForCausalLM.from_pretrained(
-        path.parent, gguf_file=path.name, dtype=torch.float32
-    ).eval()
-    ids = torch.tensor(
-        [exported["sp"].encode('<REPO>x/y\n<FILE path="a.go">\nfunc F() error {\n\treturn nil\n}')]
-    )
+    loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+    codec = RecordCodec(exported["sp"], MARKERS)
+    ids = torch.tensor([codec.encode_one(render_code("x/y", "a.go", "func F() error {\n\treturn nil\n}"))])
     assert ids.shape[1] > 8
     with torch.no_grad():
         want = exported["model"](ids).logits

@@ -212,3 +212,112 @@ def test_commit_message_that_is_not_utf8_is_not_mangled(tmp_path: Path) -> None:
     change = next(r for r in records if r["kind"] == "change")
     assert change["title"] == "Café fix" and change["body"] == "Latin-1 body é"
     assert not any("\ufffd" in str(r) for r in records)
+
+
+GO_LINES = "".join(f"var v{i} = {i}\n" for i in range(10))
+
+
+@pytest.fixture(scope="module")
+def renames(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A history of renames; returns the repo and commit subject -> sha."""
+    repo = tmp_path_factory.mktemp("renames") / "r"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "a.go").write_text(f"package a\n\n{GO_LINES}")
+    (repo / "m.go").write_text(f"package m\n\n{GO_LINES}")
+    (repo / "keep.go").write_text(f"package k\n\n{GO_LINES}")
+    (repo / "c_gone.go").write_text("package gone\n")
+    (repo / "u.go").write_text(f"package u\n\n{GO_LINES}")
+    (repo / "link.go").symlink_to("a.go")
+    commit(repo, 1, "Initial")
+    (repo / "pkg").mkdir()
+    git(repo, "mv", "m.go", "pkg/m.go")
+    commit(repo, 2, "Pure rename")
+    git(repo, "mv", "a.go", "b.go")
+    (repo / "b.go").write_text(f"package a\n\n{GO_LINES.replace('v3 = 3', 'v3 = 33')}")
+    commit(repo, 3, "Rename with edit")
+    git(repo, "mv", "keep.go", "d_kept.go")
+    (repo / "c_gone.go").unlink()
+    (repo / "z_new.go").write_text("package z\n")
+    commit(repo, 4, "Rename add delete")
+    git(repo, "mv", "u.go", "evil\\u.go")  # a backslash: legal in git on POSIX, unsafe for us
+    git(repo, "mv", "link.go", "link2.go")
+    commit(repo, 5, "Odd renames")
+    shas = dict(line.split("\t", 1)[::-1] for line in gits(repo, "log", "--format=%H\t%s").splitlines())
+    return repo, shas
+
+
+def _files(repo: Path, sha: str, tmp_path: Path) -> list[dict]:
+    git_ = git_clones.Git(repo / ".git", tmp_path)
+    blobs = git_clones.BlobReader(git_)
+    try:
+        return git_clones.commit_files(git_, blobs, sha)
+    finally:
+        blobs.close()
+
+
+def test_pure_rename_is_one_entry(renames: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    repo, shas = renames
+    (entry,) = _files(repo, shas["Pure rename"], tmp_path)
+    assert (entry["status"], entry["path"], entry["old_path"], entry["similarity"]) == ("R", "pkg/m.go", "m.go", 100)
+    assert entry["before"] == entry["after"] == gits(repo, "show", f"{shas['Pure rename']}:pkg/m.go")
+    header = "diff --git a/m.go b/pkg/m.go\nsimilarity index 100%\nrename from m.go\nrename to pkg/m.go\n"
+    assert entry["diff"] == header  # no content lines: nothing changed
+    assert "skipped" not in entry
+
+
+def test_rename_with_edit(renames: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    repo, shas = renames
+    sha = shas["Rename with edit"]
+    (entry,) = _files(repo, sha, tmp_path)
+    assert (entry["status"], entry["path"], entry["old_path"]) == ("R", "b.go", "a.go")
+    assert 50 <= entry["similarity"] < 100
+    assert entry["before"] == gits(repo, "show", f"{sha}^:a.go") and entry["after"] == gits(repo, "show", f"{sha}:b.go")
+    assert "rename from a.go\nrename to b.go\n" in entry["diff"]
+    assert "-var v3 = 3\n+var v3 = 33\n" in entry["diff"]
+    assert entry["diff"] == git(repo, "show", "--format=", "-M", sha).decode()
+
+
+def test_rename_among_adds_and_deletes_pairs_sections(renames: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    repo, shas = renames
+    sha = shas["Rename add delete"]
+    files = _files(repo, sha, tmp_path)
+    names = gits(repo, "diff-tree", "-r", "--no-commit-id", "--name-status", "-M", sha).splitlines()
+    assert [(f["status"], f.get("old_path"), f["path"]) for f in files] == [
+        (s[0], p[0] if s[0] == "R" else None, p[-1]) for s, *p in (line.split("\t") for line in names)]
+    by_path = {f["path"]: f for f in files}
+    assert set(by_path) == {"c_gone.go", "d_kept.go", "z_new.go"}
+    gone, kept, new = by_path["c_gone.go"], by_path["d_kept.go"], by_path["z_new.go"]
+    assert (gone["status"], gone["before"], gone["after"]) == ("D", "package gone\n", None)
+    assert gone["diff"].startswith("diff --git a/c_gone.go b/c_gone.go\ndeleted file mode")
+    assert (kept["status"], kept["old_path"], kept["similarity"]) == ("R", "keep.go", 100)
+    assert kept["diff"].startswith("diff --git a/keep.go b/d_kept.go\n") and kept["before"] == kept["after"]
+    assert (new["status"], new["before"], new["after"]) == ("A", None, "package z\n")
+    assert new["diff"].startswith("diff --git a/z_new.go b/z_new.go\nnew file mode")
+    assert "old_path" not in gone and "similarity" not in new
+
+
+def test_unsafe_and_symlink_renames_are_skipped(renames: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    repo, shas = renames
+    files = {f["path"]: f for f in _files(repo, shas["Odd renames"], tmp_path)}
+    assert set(files) == {"evil\\u.go", "link2.go"}
+    evil, link = files["evil\\u.go"], files["link2.go"]
+    assert (evil["status"], evil["old_path"], evil["similarity"], evil["skipped"]) == ("R", "u.go", 100, "unsafe_path")
+    # Each side is checked at the path it is read for: the old path is safe, the new one is not.
+    assert evil["before"] == gits(repo, "show", f"{shas['Odd renames']}^:u.go") and evil["after"] is None
+    assert (link["status"], link["old_path"], link["skipped"]) == ("R", "link.go", "symlink")
+    assert link["before"] is None and link["after"] is None
+
+
+def test_unpaired_sections_raise(renames: tuple[Path, dict[str, str]], tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    repo, shas = renames
+    real = git_clones.Git.run
+
+    def no_rename_headers(self: git_clones.Git, *args: str, check: bool = True) -> bytes | None:
+        out = real(self, *args, check=check)
+        return out.replace(b"\nrename from ", b"\nxrename from ") if args[0] == "diff-tree" and out else out
+
+    monkeypatch.setattr(git_clones.Git, "run", no_rename_headers)
+    with pytest.raises(RuntimeError, match="does not match R"):
+        _files(repo, shas["Rename add delete"], tmp_path)

@@ -14,12 +14,13 @@ import torch
 from safetensors.numpy import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from gocoder_assets.categorized_records.serialize import MARKERS
+from gocoder_assets.categorized_records.serialize import MARKERS, readable, render_code
 from gocoder_assets.gguf_model.export import gguf_name
 from gocoder_assets.packed_shards.shard_format import open_shard, read_header
 from gocoder_assets.partitions import REPOS
 from gocoder_assets.repo_list.repos import read_repo_list
 from gocoder_assets.sources.goroot import default_goroot
+from gocoder_assets.tokenizer_model.encode import RecordCodec
 from gocoder_assets.tokenizer_model.train import load_processor
 from gocoder_assets_tests.conftest import GO_SLICE, Built
 
@@ -59,16 +60,20 @@ def test_categories_and_provenance(built: Built) -> None:
     for r in rows:
         for field in ("repo", "license", "commit_sha", "path", "fetched_at", "url"):
             assert r[field], (field, r["record_id"])
-        assert r["text"].startswith(f"<{r['category']}><REPO>")
+        assert readable(r["text"]).startswith(f"<{r['category']}><REPO>")
+        assert r["stars"] is None or r["stars"] >= 0
     assert not any("/testdata/" in r["path"] for r in rows)  # excluded directory
 
 
 def test_change_records_serialize_the_pr(built: Built) -> None:
     change = next(r for r in records(built) if r["pr_number"] == 7)
     assert change["category"] == "MIX" and change["path"] == "widget.go"
-    text = change["text"]
-    assert "<PR_TITLE>Grow widgets\n<PR_BODY>Four is the new three:\nmeasured on real widgets.\n" in text
-    assert '<FILE path="widget.go">\n<BEFORE>\n' in text
+    text = readable(change["text"])
+    assert (
+        "<PR_TITLE>Grow widgets\n<PR_STATUS>merged\n<PR_BODY>Four is the new three:\nmeasured on real widgets.\n"
+        in text
+    )
+    assert '<FILE path="widget.go" change="modified">\n@@ ' in text
     before, after = text.split("<BEFORE>\n")[1].split("<AFTER>\n")
     assert "const Size = 3" in before and "const Size = 4" in after.split("</FILE>")[0]
 
@@ -81,32 +86,36 @@ def held_out_go_files() -> list[Path]:
 
 
 def test_tokenizer_round_trips_held_out_go_exactly(built: Built) -> None:
-    sp = load_processor(built.layout.tokenizer_dir)
-    tricky = "\tx := \"tab\\t\"\n\n  \t // ünïcödé 日本語 emoji 🦫\r\n<FILE path=\"a b.go\">\n</FILE>"
+    codec = RecordCodec(load_processor(built.layout.tokenizer_dir))
+    tricky = '\tx := "tab\\t"\n\n  \t // ünïcödé 日本語 emoji 🦫\r\n<FILE path="a b.go">\n</FILE>'
     for path in held_out_go_files():
-        text = path.read_text(encoding="utf-8")
-        assert sp.decode(sp.encode(text)) == text, path
-    assert sp.decode(sp.encode(tricky)) == tricky
+        record = render_code("x/y", path.name, path.read_text(encoding="utf-8"))
+        assert codec.decode(codec.encode_one(record)) == record, path
+    ids = codec.encode_one(tricky)
+    assert codec.decode(ids) == tricky and not set(ids) & set(codec.marker_ids.values())
     meta = built.metadata("tokenizer_model")
     assert meta["round_trip_exact_pct"] == 100.0 and meta["unk_rate"] == 0.0
 
 
 def test_markers_are_single_tokens_in_both_tokenizers(built: Built) -> None:
     sp = load_processor(built.layout.tokenizer_dir)
+    codec = RecordCodec(sp)
     hf = AutoTokenizer.from_pretrained(built.layout.checkpoint_dir)
-    for marker in MARKERS:
-        assert len(sp.encode(marker)) == 1, marker
-        assert hf.encode(marker, add_special_tokens=False) == sp.encode(marker), marker
+    for marker in MARKERS:  # prompting: the HF tokenizer maps each marker string to the marker's id
+        assert hf.encode(marker, add_special_tokens=False) == [codec.marker_ids[marker]], marker
     text = held_out_go_files()[0].read_text(encoding="utf-8")
     assert hf.encode(text, add_special_tokens=False) == sp.encode(text)
     assert hf.decode(sp.encode(text)) == text
+    record = render_code("x/y", "a.go", text)
+    assert hf.encode(readable(record), add_special_tokens=False) == codec.encode_one(record)
 
 
 def test_shards_hold_exactly_the_tokenized_records(built: Built) -> None:
     sp = load_processor(built.layout.tokenizer_dir)
+    codec = RecordCodec(sp)
     for key in read_repo_list(built.layout.repo_list_file):
         texts = pq.read_table(built.layout.categorized_file(key), columns=["text"]).column(0).to_pylist()
-        expected = [t for text in texts for t in [*sp.encode(text), sp.eos_id()]]
+        expected = [t for ids in codec.encode(texts) for t in [*ids, sp.eos_id()]]
         tokens = open_shard(built.layout.shard_file(key))
         manifest = json.loads(built.layout.shard_manifest(key).read_text())
         assert read_header(built.layout.shard_file(key)) == len(expected) == manifest["tokens"], key

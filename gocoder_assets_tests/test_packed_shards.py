@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from gocoder_assets.categorized_records.serialize import MARKER_OF, MARKERS, render_code, render_doc
 from gocoder_assets.checkpoint.assets import shard_splits
 from gocoder_assets.packed_shards import pack
 from gocoder_assets.packed_shards.checks import shard_problems
@@ -27,6 +28,7 @@ from gocoder_assets.packed_shards.shard_format import (
 from gocoder_assets.repo_list.repos import write_repo_list
 from gocoder_assets.sources.base import RepoInfo
 from gocoder_assets.storage import Layout, write_json
+from gocoder_assets.tokenizer_model.encode import MissingMarkerError, RecordCodec
 from gocoder_assets_tests.shards import make_shard
 
 EOS = 2
@@ -85,7 +87,14 @@ def test_training_refuses_shards_from_another_tokenizer_or_torn(tmp_path: Path) 
 
 
 class CharProcessor:
-    """A stand-in SentencePiece processor: one id per character, so expected tokens are easy to write."""
+    """A stand-in SentencePiece processor: one id per character, so expected tokens are easy to write.
+
+    Markers are control pieces 4…19 (as in a trained tokenizer); characters map to 20…299, so a
+    marker spelled out in text is characters, as SentencePiece does it. ``calls`` counts encode calls.
+    """
+
+    def __init__(self) -> None:
+        self.calls = 0
 
     def vocab_size(self) -> int:
         return 300
@@ -93,8 +102,54 @@ class CharProcessor:
     def eos_id(self) -> int:
         return EOS
 
+    def piece_to_id(self, piece: str) -> int:
+        return 4 + MARKERS.index(piece) if piece in MARKERS else 0
+
+    def id_to_piece(self, i: int) -> str:
+        return MARKERS[i - 4] if 4 <= i < 4 + len(MARKERS) else chr(i)
+
+    def is_control(self, i: int) -> bool:
+        return i in (1, 2, 3) or 4 <= i < 4 + len(MARKERS)
+
     def encode(self, texts: Sequence[str], num_threads: int = 1) -> list[list[int]]:
-        return [[3 + ord(ch) % 290 for ch in text] for text in texts]
+        self.calls += 1
+        return [[20 + ord(ch) % 280 for ch in text] for text in texts]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(chr(i - 20) for i in ids)  # exact for the ASCII these tests use
+
+
+def char_codec() -> RecordCodec:
+    return RecordCodec(CharProcessor(), MARKERS)
+
+
+def test_packing_inserts_marker_ids_and_never_reads_them_from_content(tmp_path: Path) -> None:
+    hostile = '<REPO>evil\n<FILE path="x">\n</FILE>\n<s></s>' + "".join(MARKERS)
+    texts = [render_code("a/b", "x.go", hostile), render_doc("a/b", "README.md", "# <CODE>\n")]
+    codec = char_codec()
+    shard = tmp_path / "p" / "tokens.bin"
+    shard.parent.mkdir()
+    rows = [("c", "CODE", texts[0]), ("n", "NAT", texts[1])]
+    pack_partition(write_records(tmp_path / "r.parquet", rows), shard, codec)
+    assert codec.sp.calls == 1  # every content run of the batch in one encode call
+    tokens = np.asarray(open_shard(shard)).tolist()
+    starts, lengths, _ = read_index(shard)
+    records = [tokens[a : a + n] for a, n in zip(starts.tolist(), lengths.tolist(), strict=True)]
+    marker_ids = set(codec.marker_ids.values())
+    for text, ids in zip(texts, records, strict=True):
+        assert ids[-1] == EOS and codec.decode(ids[:-1]) == text
+        structure = [codec.marker_ids[MARKER_OF[ch]] for ch in text if ch in MARKER_OF]
+        assert [i for i in ids if i in marker_ids] == structure  # only the record's own markers
+    assert records[0][:2] == [codec.marker_ids["<CODE>"], codec.marker_ids["<REPO>"]]
+
+
+def test_packing_refuses_a_tokenizer_without_control_markers() -> None:
+    class UserDefined(CharProcessor):
+        def is_control(self, i: int) -> bool:
+            return i in (1, 2, 3)
+
+    with pytest.raises(MissingMarkerError, match="control"):
+        RecordCodec(UserDefined(), MARKERS)
 
 
 def write_records(path: Path, rows: Sequence[tuple[str, str, str]]) -> Path:
@@ -121,11 +176,11 @@ def test_pack_keeps_record_boundaries_and_categories(tmp_path: Path) -> None:
     ]
     shard = tmp_path / "p" / "tokens.bin"
     shard.parent.mkdir()
-    stats = pack_partition(write_records(tmp_path / "r.parquet", rows), shard, CharProcessor(), skip={"dup"})
+    stats = pack_partition(write_records(tmp_path / "r.parquet", rows), shard, char_codec(), skip={"dup"})
     assert (stats.records, stats.text_tokens, stats.tokens) == (4, 7, 11)
     assert stats.tokens_by_category == {"NAT": 3, "MIX": 1, "CODE": 7}
     tokens = np.asarray(open_shard(shard))
-    expected = [t for _, _, text in rows if text != "skipped" for t in [*CharProcessor().encode([text])[0], EOS]]
+    expected = [t for _, _, text in rows if text != "skipped" for t in [*char_codec().encode([text])[0], EOS]]
     np.testing.assert_array_equal(tokens, expected)
     table = pq.read_table(index_path(shard))
     assert table.schema.field("start").type == pa.int64() and table.schema.field("tokens").type == pa.int32()
@@ -147,7 +202,7 @@ def test_pack_writes_the_index_before_the_shard(tmp_path: Path, monkeypatch: pyt
     shard = tmp_path / "p" / "tokens.bin"
     shard.parent.mkdir()
     with pytest.raises(KeyboardInterrupt):
-        pack_partition(write_records(tmp_path / "r.parquet", [("a", "NAT", "x")]), shard, CharProcessor())
+        pack_partition(write_records(tmp_path / "r.parquet", [("a", "NAT", "x")]), shard, char_codec())
     assert index_path(shard).exists() and not shard.exists()
 
 
@@ -155,7 +210,7 @@ def test_pack_rejects_unknown_categories_before_writing(tmp_path: Path) -> None:
     shard = tmp_path / "p" / "tokens.bin"
     shard.parent.mkdir()
     with pytest.raises(ShardFormatError, match="unknown categories"):
-        pack_partition(write_records(tmp_path / "r.parquet", [("a", "POEM", "x")]), shard, CharProcessor())
+        pack_partition(write_records(tmp_path / "r.parquet", [("a", "POEM", "x")]), shard, char_codec())
     assert not shard.exists() and not index_path(shard).exists()
 
 
@@ -187,7 +242,7 @@ def test_shard_check_verifies_the_index_against_the_shard(tmp_path: Path) -> Non
     write_json(layout.tokenizer_dir / "tokenizer_info.json", {"eos_id": EOS, "vocab_size": 300, "sha256": "t"})
     shard, key = layout.shard_file("a/x"), "a/x"
     stats = pack_partition(write_records(tmp_path / "r.parquet", [("a", "NAT", "ab"), ("b", "CODE", "c")]), shard,
-                           CharProcessor())  # fmt: skip
+                           char_codec())  # fmt: skip
     manifest = {"tokens": stats.tokens, "tokenizer_sha256": "t", "tokens_by_category": stats.tokens_by_category}
     write_json(layout.shard_manifest(key), manifest)
     assert shard_problems(layout, key, 300, "t") == []  # EOS id from the tokenizer info

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gocoder_assets.categorized_records.categorize import Categorizer
+from gocoder_assets.categorized_records.serialize import readable
 from gocoder_assets.sources.base import ChainedSource
 from gocoder_assets.sources.goroot import GoRootSource
 
@@ -70,8 +71,9 @@ def test_categorizer_tags_and_counts(goroot: Path) -> None:
     assert by_path["src/pkg/sub/notes.md"]["category"] == "NAT"
     overview = by_path["src/pkg"]
     assert overview["kind"] == "overview" and overview["category"] == "NAT"
-    assert "<STRUCTURE>\n" in overview["text"] and "The pkg package." in overview["text"]
-    assert "testdata" not in overview["text"]  # excluded dirs are left out of the structure too
+    text = readable(overview["text"])
+    assert "<STRUCTURE>\n" in text and "The pkg package." in text
+    assert "testdata" not in text  # excluded dirs are left out of the structure too
     assert "src/pkg/testdata/t.go" not in by_path
     assert cat.counts["dropped:excluded_dir"] == 1
     assert cat.counts["dropped:binary"] == cat.counts["dropped:symlink"] == 1
@@ -123,15 +125,15 @@ def test_discussions_drop_bots_and_chatter_and_anonymize_users(goroot: Path) -> 
     cat = Categorizer(repo)
     rows = {r["pr_number"]: r for r in cat.run([pr, bot_pr, issue])}
     assert set(rows) == {9, 11, None}  # the bot's PR is gone; None is the overview
-    text = rows[9]["text"]
+    text = readable(rows[9]["text"])
     assert rows[9]["category"] == "MIX"
-    assert "<PR_TITLE>" + "T" * 500 + "\n" in text and "T" * 501 not in text
-    assert "line 59\n…\nline 80" in text and "line 70" not in text
+    assert "<PR_TITLE>" + "T" * 500 + " [… truncated]\n" in text and "T" * 501 not in text
+    assert "line 59\n[… 20 lines]\nline 80" in text and "line 70" not in text
     assert "username_1: @username_0 this breaks the build" in text
-    assert "+1" not in text and "Bumps" not in text and "dependabot" not in text
+    assert ": +1\n" not in text and "Bumps" not in text and "dependabot" not in text
     assert "username_1 (approved): ok" in text and "username_0 on a.go:3: nit" in text  # reviews kept, short or not
     assert "alice" not in text and "bob" not in text
     assert rows[11]["category"] == "NAT"
-    assert "<ISSUE_TITLE>Crash\n<ISSUE_BODY>It crashes @username_0" in rows[11]["text"]
+    assert "<ISSUE_TITLE>Crash\n<ISSUE_BODY>It crashes @username_0" in readable(rows[11]["text"])
     assert cat.counts["dropped:bot_author"] == 1
     assert cat.counts["dropped_comments:short"] == 1 and cat.counts["dropped_comments:bot"] == 1

@@ -7,8 +7,9 @@ import numpy as np
 import pyarrow as pa
 
 from gocoder_assets.categorized_records.categorize import INT_COLUMNS, RECORD_COLUMNS, Categorizer
+from gocoder_assets.categorized_records.changes import ChangeOptions
 from gocoder_assets.categorized_records.filters import FilterOptions
-from gocoder_assets.metadata import counts_metadata
+from gocoder_assets.metadata import counts_metadata, markdown_table
 from gocoder_assets.partitions import per_repo_asset
 from gocoder_assets.raw_prs.archive import read_raw
 from gocoder_assets.raw_prs.assets import raw_prs
@@ -18,10 +19,12 @@ from gocoder_assets.storage import atomic_file, write_parquet
 
 RECORD_SCHEMA = pa.schema([(name, pa.int64() if name in INT_COLUMNS else pa.string()) for name in RECORD_COLUMNS])
 _DEFAULTS = FilterOptions()
+_CHANGES = ChangeOptions()
 
 
 class CategorizeConfig(dg.Config):
-    """BigCode's filter parameters (The Stack v2 / StarCoder2); see filters.py."""
+    """BigCode's filter parameters (The Stack v2 / StarCoder2; see filters.py), the caps on discussion
+    and change text, and how much context a change shows (changes.py)."""
 
     excluded_dirs: list[str] = list(_DEFAULTS.excluded_dirs)
     max_lines: int = _DEFAULTS.max_lines
@@ -32,14 +35,42 @@ class CategorizeConfig(dg.Config):
     max_encoded_run: int = _DEFAULTS.max_encoded_run
     max_encoded_fraction: float = _DEFAULTS.max_encoded_fraction
     min_comment_chars: int = _DEFAULTS.min_comment_chars
+    max_comment_chars: int = _DEFAULTS.max_comment_chars
+    max_comments: int = _DEFAULTS.max_comments
+    boilerplate_docs: list[str] = list(_DEFAULTS.boilerplate_docs)
+    max_root_doc_chars: int = _DEFAULTS.max_root_doc_chars
+    max_change_chars: int = _DEFAULTS.max_change_chars
+    max_change_files: int = _DEFAULTS.max_change_files
+    function_context_lines: int = _CHANGES.function_context_lines
+    context_lines: int = _CHANGES.context_lines
+    max_file_lines: int = _CHANGES.max_file_lines
+    max_added_lines: int = _CHANGES.max_added_lines
 
     def options(self) -> FilterOptions:
-        values = self.model_dump()
+        values = {k: v for k, v in self.model_dump().items() if k in _FILTER_FIELDS}
         values["excluded_dirs"] = tuple(values["excluded_dirs"])
+        values["boilerplate_docs"] = tuple(values["boilerplate_docs"])
         return dataclasses.replace(_DEFAULTS, **values)
 
+    def change_options(self) -> ChangeOptions:
+        values = {k: v for k, v in self.model_dump().items() if k in _CHANGE_FIELDS}
+        return dataclasses.replace(_CHANGES, **values)
 
-@per_repo_asset(deps=[raw_prs], code_version="3", group_name="prepare", kinds={"parquet"})
+
+_FILTER_FIELDS = {f.name for f in dataclasses.fields(FilterOptions)}
+_CHANGE_FIELDS = {f.name for f in dataclasses.fields(ChangeOptions)}
+
+
+def size_table(sizes: dict[str, list[int]]) -> str:
+    """p50 / p99 / max characters per record kind, over every partition of the run."""
+    rows = []
+    for kind in sorted(sizes):
+        v = np.asarray(sizes[kind])
+        rows.append([kind, v.size, int(np.median(v)), int(np.percentile(v, 99)), int(v.max())])
+    return markdown_table(["kind", "records", "p50 chars", "p99 chars", "max chars"], rows)
+
+
+@per_repo_asset(deps=[raw_prs], code_version="4", group_name="prepare", kinds={"parquet"})
 def categorized_records(
     context: dg.AssetExecutionContext, config: CategorizeConfig, storage: StorageResource
 ) -> dg.MaterializeResult:
@@ -47,12 +78,20 @@ def categorized_records(
     layout = storage.layout()
     repos = read_repo_list(layout.repo_list_file)
     per_partition = {}
+    sizes: dict[str, list[int]] = {}
     for key in context.partition_keys:
-        categorizer = Categorizer(repos[key], config.options())
+        categorizer = Categorizer(repos[key], config.options(), config.change_options())
         rows = categorizer.run(read_raw(layout.raw_records_file(key)))
         written = write_parquet(rows, layout.categorized_file(key), RECORD_SCHEMA)
         sigs = np.stack(categorizer.signatures) if categorizer.signatures else np.zeros((0, 0), np.uint32)
         with atomic_file(layout.signatures_file(key)) as tmp, open(tmp, "wb") as f:
             np.save(f, sigs)
         per_partition[key] = {"records": written, **categorizer.counts}
-    return dg.MaterializeResult(metadata=counts_metadata(per_partition))
+        for kind, values in categorizer.sizes.items():
+            sizes.setdefault(kind, []).extend(values)
+    metadata = counts_metadata(per_partition)
+    total = sum(p.get("change_chars:total", 0) for p in per_partition.values())
+    copied = sum(p.get("change_chars:in_code_records", 0) for p in per_partition.values())
+    metadata["change_share_in_code_records"] = dg.MetadataValue.float(round(copied / total, 4) if total else 0.0)
+    metadata["record_chars"] = dg.MetadataValue.md(size_table(sizes))
+    return dg.MaterializeResult(metadata=metadata)

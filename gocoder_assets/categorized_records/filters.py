@@ -37,6 +37,18 @@ class FilterOptions:
     body_head_lines: int = 60
     body_tail_lines: int = 20
     min_comment_chars: int = 20
+    max_comment_chars: int = 2000
+    max_comments: int = 40
+    # Root documents beyond the README: boilerplate copied between repositories is dropped (the same
+    # Contributor Covenant in thousands of repos), the rest capped.
+    boilerplate_docs: tuple[str, ...] = (
+        "code_of_conduct", "license", "licence", "copying", "notice", "security", "support", "changelog",
+        "changes", "history", "releases", "authors", "contributors", "maintainers", "codeowners", "owners",
+    )  # fmt: skip
+    max_root_doc_chars: int = 20_000
+    # A change record's files stop at this many characters or files (a visible line says what was left out).
+    max_change_chars: int = 24_000
+    max_change_files: int = 30
 
 
 def path_drop_reason(path: str, options: FilterOptions) -> str | None:
@@ -92,13 +104,28 @@ def content_drop_reason(text: str, options: FilterOptions) -> str | None:
     return None
 
 
+TRUNCATED = "[… truncated]"
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` up to ``limit`` characters, and a visible mark where it was cut (a reader and the model see it)."""
+    return text if len(text) <= limit else text[:limit].rstrip() + " " + TRUNCATED
+
+
 def truncate_title(title: str, options: FilterOptions) -> str:
-    return title[: options.max_title_chars]
+    return cut(title, options.max_title_chars)
 
 
 def truncate_body(body: str, options: FilterOptions) -> str:
-    """First 60 + last 20 lines, at most 1000 characters (StarCoder2's PR/issue rule)."""
+    """First 60 + last 20 lines, at most 1000 characters (StarCoder2's PR/issue rule), cut visibly."""
     lines = body.splitlines()
     if len(lines) > options.body_head_lines + options.body_tail_lines:
-        lines = [*lines[: options.body_head_lines], "…", *lines[-options.body_tail_lines :]]
-    return "\n".join(lines)[: options.max_body_chars]
+        left_out = len(lines) - options.body_head_lines - options.body_tail_lines
+        lines = [*lines[: options.body_head_lines], f"[… {left_out} lines]", *lines[-options.body_tail_lines :]]
+    return cut("\n".join(lines), options.max_body_chars)
+
+
+def boilerplate_doc(path: str, options: FilterOptions) -> bool:
+    """A root document that repositories copy from templates (code of conduct, license, changelog …)."""
+    stem = PurePosixPath(path).name.lower().split(".", 1)[0].replace("-", "_")
+    return stem in options.boilerplate_docs

@@ -7,9 +7,15 @@ on how a given transformers release names config attributes (transformers 5 keep
 
 The vocabulary comes from ``SentencePieceProcessor``, not ``sentencepiece_model_pb2``, which fails to
 import next to protobuf 6. The processor exposes no "is user defined" query and a score heuristic is
-wrong for BPE (the first learned merge scores -0.0, the same as the markers), so piece types are read
-from the serialized model proto with a minimal wire-format reader and cross-checked against the
+wrong for BPE (the first learned merge scores -0.0, the same as control pieces), so piece types are
+read from the serialized model proto with a minimal wire-format reader and cross-checked against the
 processor's ``is_unknown``/``is_control``/``is_byte``/``is_unused``.
+
+The markers (``<REPO>``, ``<FILE`` …) are SentencePiece control symbols, so they are CONTROL (3) here
+with no special casing, like ``<s>``/``</s>``/``<pad>``; nothing is USER_DEFINED. llama.cpp matches a
+CONTROL token's text only when asked to parse special tokens (``llama_tokenize(..., parse_special=true)``,
+what a prompt with ``<CODE><REPO>acme/x`` needs); without it the text is tokenized as plain text, as
+the training data was: there a marker id only ever stood for structure, never for text.
 """
 
 from __future__ import annotations
@@ -95,7 +101,10 @@ def _proto_fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
 
 
 def piece_types(sp: spm.SentencePieceProcessor) -> list[int]:
-    """Return the SentencePiece type of every id, USER_DEFINED included (see the module docstring)."""
+    """Return the SentencePiece type of every id as the proto stores it (see the module docstring).
+
+    USER_DEFINED is kept should a model have such pieces; this project's markers are CONTROL.
+    """
     types = []
     for field, piece in _proto_fields(sp.serialized_model_proto()):
         if field == 1:  # ModelProto.pieces
@@ -110,9 +119,7 @@ def piece_types(sp: spm.SentencePieceProcessor) -> list[int]:
     for i, kind in enumerate(types):
         for expected, query in checks:
             if (kind == expected) != bool(query(i)):
-                raise ValueError(
-                    f"piece {i} {sp.id_to_piece(i)!r}: proto type {kind} disagrees with processor"
-                )
+                raise ValueError(f"piece {i} {sp.id_to_piece(i)!r}: proto type {kind} disagrees with processor")
     return types
 
 

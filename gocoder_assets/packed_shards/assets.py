@@ -5,6 +5,7 @@ import dataclasses
 import dagster as dg
 
 from gocoder_assets.categorized_records.assets import categorized_records
+from gocoder_assets.categorized_records.serialize import MARKERS
 from gocoder_assets.checks import require_upstream_checks_passed
 from gocoder_assets.dedup_index.assets import dedup_index
 from gocoder_assets.dedup_index.index import dropped_ids
@@ -16,6 +17,7 @@ from gocoder_assets.repo_list.repos import read_repo_list
 from gocoder_assets.resources import StorageResource
 from gocoder_assets.storage import read_json, write_json
 from gocoder_assets.tokenizer_model.assets import INFO_FILE, tokenizer_model
+from gocoder_assets.tokenizer_model.encode import RecordCodec
 from gocoder_assets.tokenizer_model.train import load_processor
 
 
@@ -25,19 +27,21 @@ class PackConfig(dg.Config):
 
 @per_repo_asset(
     deps=[repo_list, categorized_records, dedup_index, tokenizer_model],
-    code_version="3",
+    code_version="4",
     group_name="tokenize",
     kinds={"numpy"},
 )
 def packed_shards(
     context: dg.AssetExecutionContext, config: PackConfig, storage: StorageResource
 ) -> dg.MaterializeResult:
-    """Records encoded and EOS-separated, with a record index (boundaries, categories) beside each shard;
-    the manifest names the split, the tokenizer hash and the tokens per category."""
+    """Records encoded (``RecordCodec``: content runs, marker control ids) and EOS-separated, with a
+    record index (boundaries, categories) beside each shard; the manifest names the split, the tokenizer
+    hash and the tokens per category."""
     require_upstream_checks_passed(context)
     layout = storage.layout()
     splits = assign_splits(list(read_repo_list(layout.repo_list_file)), config.val_fraction)
     sp = load_processor(layout.tokenizer_dir)
+    codec = RecordCodec(sp, MARKERS)  # markers as control ids; fails here on a tokenizer without them
     tokenizer_sha = read_json(layout.tokenizer_dir / INFO_FILE)["sha256"]
     # Read the index once per run, not once per partition.
     dropped = dropped_ids(layout.dedup_file)
@@ -47,7 +51,7 @@ def packed_shards(
         # A manifest means "index and shard complete": drop the old one before rewriting either, so a
         # run killed mid-partition leaves no manifest vouching for a half-replaced pair.
         layout.shard_manifest(key).unlink(missing_ok=True)
-        stats = pack_partition(layout.categorized_file(key), layout.shard_file(key), sp, dropped)
+        stats = pack_partition(layout.categorized_file(key), layout.shard_file(key), codec, dropped)
         manifest = {
             **dataclasses.asdict(stats),
             "split": split,

@@ -62,18 +62,22 @@ class PackStats:
 
 
 def pack_partition(
-    parquet_path: Path, shard_path: Path, sp: Any, skip: Container[str] = (), batch_records: int = 256
+    parquet_path: Path, shard_path: Path, codec: Any, skip: Container[str] = (), batch_records: int = 256
 ) -> PackStats:
     """Encode every record not in ``skip`` (duplicates), append EOS after each, write index and shard.
+
+    ``codec`` is a ``tokenizer_model.encode.RecordCodec`` (anything with its ``encode``, ``vocab_size``
+    and ``eos_id``): records are stored with marker sentinels, and only the codec turns them into ids,
+    content runs through SentencePiece and each marker as its control id, so no content forges one.
 
     The index is written first and the shard second (each atomically), and the caller writes the
     manifest last: a reader that finds a manifest finds both, and a shard never lacks its index.
     """
     import pyarrow.parquet as pq  # noqa: PLC0415
 
-    if sp.vocab_size() > MAX_VOCAB:
-        raise ValueError(f"vocab size {sp.vocab_size()} does not fit the uint16 shard format")
-    eos = sp.eos_id()
+    if codec.vocab_size() > MAX_VOCAB:
+        raise ValueError(f"vocab size {codec.vocab_size()} does not fit the uint16 shard format")
+    eos = codec.eos_id()
     chunks: list[np.ndarray] = []
     record_ids: list[str] = []
     categories: list[str] = []
@@ -82,7 +86,7 @@ def pack_partition(
     for batch in pq.ParquetFile(parquet_path).iter_batches(columns=columns, batch_size=batch_records):
         rows = zip(*(batch.column(c).to_pylist() for c in columns), strict=True)
         kept = [(i, c, t) for i, c, t in rows if i not in skip]
-        for ids in sp.encode([t for _, _, t in kept], num_threads=2):
+        for ids in codec.encode([t for _, _, t in kept]):
             chunks.append(np.asarray([*ids, eos], dtype=np.uint16))
             n_text_tokens += len(ids)
         record_ids.extend(i for i, _, _ in kept)

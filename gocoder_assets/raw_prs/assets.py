@@ -13,7 +13,7 @@ from gocoder_assets.resources import RepoSourceResource, StorageResource
 
 @per_repo_asset(
     deps=[repo_list],
-    code_version="1",
+    code_version="2",
     group_name="collect",
     kinds={"json"},
 )

@@ -13,8 +13,12 @@ audit and re-derivation. Every record has a ``kind``:
 - ``change``: a pull request or commit: ``number`` (PR number or None), ``sha``,
   ``title``, ``body``, ``author``, ``created_at``, ``comments`` (list of
   ``{"author", "body", "created_at"}``) and ``files`` (list of ``{"path", "status",
-  "diff", "before", "after"}``; ``before``/``after`` are None when the file did not
-  exist on that side or was skipped, with ``skipped`` naming the reason).
+  "diff", "before", "after"}``; ``status`` is ``A`` added, ``D`` deleted, ``M`` modified
+  (type changes included) or ``R`` renamed; a rename is one entry whose ``path`` is the new
+  path, with ``old_path`` and ``similarity`` (git's percent, 100 = unchanged content) added
+  and ``before`` read at ``old_path``; a copy, should git report one, is an ``A`` of the new
+  path; ``before``/``after`` are None when the file did not exist on that side or was
+  skipped, with ``skipped`` naming the reason).
   GitHub pull requests add ``state``, ``merged_at``, ``base_sha``, ``reviews`` (list of
   ``{"author", "state", "body", "created_at"}``), ``review_threads`` (list of ``{"path",
   "line", "diff_hunk", "comments"}``) and ``files_unavailable`` (base/head not fetchable).

@@ -12,6 +12,7 @@ from gocoder_assets.repo_list.assets import repo_list
 from gocoder_assets.repo_list.repos import read_repo_list
 from gocoder_assets.resources import StorageResource
 from gocoder_assets.storage import atomic_dir, file_sha256, write_json
+from gocoder_assets.tokenizer_model.encode import RecordCodec
 from gocoder_assets.tokenizer_model.train import (
     MODEL_FILE,
     RepoHoldout,
@@ -35,7 +36,7 @@ class TokenizerConfig(dg.Config):
 
 
 @dg.asset(
-    deps=[repo_list, categorized_records, dedup_index], code_version="3", group_name="tokenize", kinds={"sentencepiece"}
+    deps=[repo_list, categorized_records, dedup_index], code_version="4", group_name="tokenize", kinds={"sentencepiece"}
 )
 def tokenizer_model(
     context: dg.AssetExecutionContext, config: TokenizerConfig, storage: StorageResource
@@ -60,7 +61,7 @@ def tokenizer_model(
         train_tokenizer(holdout.sentences(options), out, MARKERS, options)
         sp = load_processor(out)
         info = describe(sp, MARKERS)
-        report = round_trip_report(sp, holdout.holdout_texts())
+        report = round_trip_report(RecordCodec(sp, MARKERS), holdout.holdout_texts())
         info.update(
             report,
             sha256=file_sha256(out / MODEL_FILE),

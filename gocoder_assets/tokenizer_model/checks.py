@@ -1,12 +1,14 @@
 """Checks on tokenizer_model, on held-out records it never trained on."""
 
 import dagster as dg
+import sentencepiece as spm
 
-from gocoder_assets.categorized_records.serialize import MARKERS
+from gocoder_assets.categorized_records.serialize import MARKERS, readable
 from gocoder_assets.checks import result
 from gocoder_assets.resources import StorageResource
 from gocoder_assets.storage import read_json
 from gocoder_assets.tokenizer_model.assets import INFO_FILE, tokenizer_model
+from gocoder_assets.tokenizer_model.encode import MissingMarkerError, RecordCodec
 from gocoder_assets.tokenizer_model.train import iter_texts, load_processor, round_trip_report
 
 SAMPLE = 300
@@ -27,20 +29,47 @@ def holdout_sample(storage: StorageResource) -> list[str]:
     return sample
 
 
-@dg.asset_check(asset=tokenizer_model, blocking=True, description="decode(encode(x)) == x; markers one token each.")
+def round_trip_problems(sp: spm.SentencePieceProcessor, sample: list[str]) -> list[list]:
+    """Rows ``[what, which, detail]`` for every way the codec fails on ``sample`` (stored records).
+
+    A record must round-trip exactly; each marker must be one control id (``RecordCodec`` refuses a
+    tokenizer where one is not); and the same record with its markers written out (``readable``),
+    encoded *as content*, must hold no marker id: content cannot forge structure.
+    """
+    try:
+        codec = RecordCodec(sp, MARKERS)
+    except MissingMarkerError as e:
+        return [["marker", "all", str(e)]]
+    ids = codec.encode(sample)
+    rows: list[list] = [["record", i, len(t)] for i, (t, x) in enumerate(zip(sample, ids, strict=True))
+                        if codec.decode(x) != t]  # fmt: skip
+    hostile = [readable(t) for t in sample] + ["".join(MARKERS)]
+    forged = set(codec.marker_ids.values())
+    for i, x in enumerate(codec.encode(hostile)):
+        hits = sorted({sp.id_to_piece(t) for t in x if t in forged})
+        if hits:
+            rows.append(["forged marker", i, ", ".join(hits)])
+    return rows
+
+
+@dg.asset_check(
+    asset=tokenizer_model,
+    blocking=True,
+    description="decode(encode(x)) == x for stored records; markers one control id each; "
+    "marker strings in content never yield a marker id.",
+)
 def tokenizer_round_trip(storage: StorageResource) -> dg.AssetCheckResult:
     sp = load_processor(storage.layout().tokenizer_dir)
     sample = holdout_sample(storage)
-    bad = [[i, len(t)] for i, t in enumerate(sample) if sp.decode(sp.encode(t)) != t]
-    split = [[m, len(sp.encode(m))] for m in MARKERS if len(sp.encode(m)) != 1]
-    rows = [["record", *b] for b in bad] + [["marker", *m] for m in split]
-    exact = 100.0 * (len(sample) - len(bad)) / (len(sample) or 1)
-    return result(not rows, ["what", "which", "size / pieces"], rows, round_trip_exact_pct=exact, sample=len(sample))
+    rows = round_trip_problems(sp, sample)
+    bad = sum(r[0] == "record" for r in rows)
+    exact = 100.0 * (len(sample) - bad) / (len(sample) or 1)
+    return result(not rows, ["what", "which", "size / detail"], rows, round_trip_exact_pct=exact, sample=len(sample))
 
 
 @dg.asset_check(asset=tokenizer_model, description="Bytes per token and unknown-token rate on held-out text.")
 def tokenizer_efficiency(storage: StorageResource) -> dg.AssetCheckResult:
     sp = load_processor(storage.layout().tokenizer_dir)
-    report = round_trip_report(sp, holdout_sample(storage))
+    report = round_trip_report(RecordCodec(sp, MARKERS), holdout_sample(storage))
     rows = [[k, round(v, 4) if isinstance(v, float) else v] for k, v in report.items()]
     return result(report["unk_rate"] == 0, ["measure", "value"], rows, blocking_failure=False, **report)

@@ -6,6 +6,11 @@ identity normalization, no dummy prefix, no whitespace collapsing, byte fallback
 compresses better and makes the Hugging Face BPE built below produce *identical* ids
 (with whitespace pre-splitting, runs of spaces tokenize differently in the two
 libraries). llama.cpp's SPM tokenizer does not pre-split either.
+
+Markers (``<REPO>``, ``<FILE`` …) are SentencePiece *control* symbols: they own ids but are never
+matched in text, so a README that says ``<REPO>`` cannot forge structure. Records are stored with one
+sentinel character per marker and turned into ids by ``encode.RecordCodec`` (content runs encoded,
+marker ids inserted); training sentences are content runs only, so no sentence holds a sentinel.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from typing import Any
 import numpy as np
 import sentencepiece as spm
 
+from gocoder_assets.categorized_records.serialize import RESERVED, split_markers
 from gocoder_assets.packed_shards.pack import assign_splits
+from gocoder_assets.tokenizer_model.encode import RecordCodec
 
 SPECIALS = {"unk": (0, "<unk>"), "bos": (1, "<s>"), "eos": (2, "</s>"), "pad": (3, "<pad>")}
 MODEL_FILE = "tokenizer.model"
@@ -47,6 +54,21 @@ def iter_texts(parquet_files: Iterable[Path], skip: Container[str] = ()) -> Iter
             for record_id, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
                 if record_id not in skip:
                     yield record_id, text
+
+
+def content_runs(text: str) -> list[str]:
+    """The non-empty text between a stored record's markers (its sentinels dropped)."""
+    return [run for run in split_markers(text)[0::2] if run]
+
+
+def record_chunks(text: str, max_lines: int, max_bytes: int) -> Iterator[str]:
+    """Training sentences of one stored record: ``text_chunks`` of each content run, never a sentinel.
+
+    Markers are control symbols, which SentencePiece neither learns from nor matches in text; a
+    sentinel left in a sentence would only teach it pieces for a character content never holds.
+    """
+    for run in content_runs(text):
+        yield from text_chunks(run, max_lines, max_bytes)
 
 
 def text_chunks(text: str, max_lines: int, max_bytes: int) -> Iterator[str]:
@@ -86,12 +108,13 @@ class RepoHoldout:
         self.training_records = 0
 
     def sentences(self, options: TokenizerOptions) -> Iterator[str]:
-        """Multi-line training sentences from train partitions only; counts the records used."""
+        """Multi-line training sentences (content runs, see ``record_chunks``) from train partitions only;
+        counts the records used."""
         val = set(self.val_keys)
         train = [f for k, f in self.files.items() if k not in val]
         for _, text in iter_texts(train, self.skip):
             self.training_records += 1
-            yield from text_chunks(text, options.chunk_lines, options.max_sentence_length)
+            yield from record_chunks(text, options.chunk_lines, options.max_sentence_length)
 
     def holdout_texts(self) -> list[str]:
         """Up to ``max_records`` records of the val partitions, in partition order."""
@@ -103,13 +126,17 @@ class RepoHoldout:
         return out
 
 
-def round_trip_report(sp: spm.SentencePieceProcessor, texts: Sequence[str]) -> dict[str, float | int]:
-    """How the tokenizer does on text it never saw: exactness, compression, unknowns."""
-    ids = sp.encode(list(texts), num_threads=2) if texts else []
-    exact = sum(sp.decode(i) == t for i, t in zip(ids, texts, strict=True))
+def round_trip_report(codec: RecordCodec, texts: Sequence[str]) -> dict[str, float | int]:
+    """How the tokenizer does on stored records it never saw: exactness, compression, unknowns.
+
+    Exact means ``codec.decode(codec.encode(record)) == record``, markers included. Bytes are the
+    content's UTF-8 bytes: a marker is structure, not text, and counts 0 (as in ``token_byte_lengths``).
+    """
+    ids = codec.encode(list(texts)) if texts else []
+    exact = sum(codec.decode(i) == t for i, t in zip(ids, texts, strict=True))
     n_tokens = sum(len(i) for i in ids)
-    n_bytes = sum(len(t.encode("utf-8")) for t in texts)
-    unk = sum(x == sp.unk_id() for i in ids for x in i)
+    n_bytes = sum(len(RESERVED.sub("", t).encode("utf-8")) for t in texts)
+    unk = sum(x == codec.sp.unk_id() for i in ids for x in i)
     return {
         "holdout_records": len(texts),
         "round_trip_exact_pct": 100.0 * exact / len(texts) if texts else 100.0,
@@ -119,7 +146,11 @@ def round_trip_report(sp: spm.SentencePieceProcessor, texts: Sequence[str]) -> d
 
 
 def train_tokenizer(lines: Iterable[str], out_dir: Path, markers: Sequence[str], options: TokenizerOptions) -> None:
-    """Train into ``out_dir`` (tokenizer.model + tokenizer.json/tokenizer_config.json)."""
+    """Train into ``out_dir`` (tokenizer.model + tokenizer.json/tokenizer_config.json).
+
+    ``lines`` must be content (``record_chunks``), never stored records: the markers are registered as
+    control symbols, ids 4… after ``<unk> <s> </s> <pad>``, which SentencePiece does not match in text.
+    """
     spm.set_random_generator_seed(options.seed)
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines),
@@ -137,7 +168,7 @@ def train_tokenizer(lines: Iterable[str], out_dir: Path, markers: Sequence[str],
         character_coverage=options.character_coverage,
         input_sentence_size=options.input_sentence_size,
         shuffle_input_sentence=True,
-        user_defined_symbols=list(markers),
+        control_symbols=list(markers),
         unk_id=SPECIALS["unk"][0],
         bos_id=SPECIALS["bos"][0],
         eos_id=SPECIALS["eos"][0],
@@ -159,7 +190,16 @@ def write_hf_tokenizer(model_file: Path, out_dir: Path, markers: Sequence[str]) 
     llama.cpp say so. An added special token would be cut out of the text instead, so the specials
     are dropped from tokenizer.json's added tokens (plain `tokenizers` then gives the same ids) and
     ``split_special_tokens`` tells transformers, which re-registers them on load, to do the same.
-    Markers stay added tokens: SentencePiece does match user-defined symbols in raw text.
+
+    The markers are control pieces too, but this tokenizer is for *prompting*: a person writes
+    ``<CODE><REPO>acme/x`` and means the markers. So they are added tokens, matched in text, with
+    ``special=False``: ``split_special_tokens`` (the Rust ``encode_special_tokens``) stops transformers
+    from matching *special* added tokens only, so non-special markers are still cut out of the text
+    and map to their ids, and ``decode`` writes them back even with ``skip_special_tokens=True``.
+    Training data never goes through this file: packed_shards encodes records with ``RecordCodec``,
+    where content cannot produce a marker id. On text without marker strings both give the same ids.
+    No merge may build a control piece (SentencePiece's BPE never emits one, and a merge of ``<RE`` +
+    ``PO>`` would rank first, control ids being the lowest), so control pieces are skipped there.
     """
     from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers  # noqa: PLC0415
     from transformers import PreTrainedTokenizerFast  # noqa: PLC0415
@@ -167,7 +207,9 @@ def write_hf_tokenizer(model_file: Path, out_dir: Path, markers: Sequence[str]) 
 
     sp = spm.SentencePieceProcessor(model_file=str(model_file))
     vocab = {sp.id_to_piece(i): i for i in range(sp.vocab_size())}
-    bpe = models.BPE(vocab=vocab, merges=generate_merges(vocab), unk_token="<unk>", byte_fallback=True, fuse_unk=True)
+    control = [sp.id_to_piece(i) for i in range(sp.vocab_size()) if sp.is_control(i)]
+    merges = generate_merges(vocab, skip_tokens=control)
+    bpe = models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True)
     tok = Tokenizer(bpe)
     tok.normalizer = normalizers.Replace(" ", "\u2581")
     tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
@@ -198,8 +240,10 @@ def token_byte_lengths(sp: spm.SentencePieceProcessor) -> np.ndarray:
 
     Bits per byte compares models across tokenizers, so it must count the bytes of the text itself,
     not of the pieces: ``\u2581`` stands for one space byte, a byte-fallback piece ``<0xNN>`` is one
-    byte, and control/unknown/unused ids (BOS, EOS, PAD, UNK) decode to nothing. With identity
-    normalization and no dummy prefix the sum over ``encode(text)`` is exactly ``len(text.encode())``.
+    byte, and control/unknown/unused ids (BOS, EOS, PAD, UNK) decode to nothing. The markers are
+    control ids too and count 0 on purpose: they are structure, not text, so a record's bytes are its
+    content's. With identity normalization and no dummy prefix the sum over ``RecordCodec.encode`` of
+    a record is exactly the UTF-8 length of its content runs (the record without its sentinels).
     """
     lengths = np.zeros(sp.get_piece_size(), dtype=np.int32)
     for i in range(sp.get_piece_size()):
@@ -210,13 +254,12 @@ def token_byte_lengths(sp: spm.SentencePieceProcessor) -> np.ndarray:
 
 
 def describe(sp: spm.SentencePieceProcessor, markers: Sequence[str]) -> dict[str, Any]:
-    """Facts downstream stages and checks rely on: special ids and each marker's single id."""
-    marker_ids = {}
-    for m in markers:
-        ids = sp.encode(m)
-        if len(ids) != 1:
-            raise ValueError(f"marker {m!r} encodes to {len(ids)} pieces, expected 1")
-        marker_ids[m] = ids[0]
+    """Facts downstream stages and checks rely on: special ids and each marker's control id.
+
+    A marker's id is its piece's (``piece_to_id``), which must be a control piece; ``MissingMarkerError``
+    otherwise (``encode.marker_ids``). ``sp.encode(marker)`` would be its characters, not its id.
+    """
+    marker_ids = RecordCodec(sp, markers).marker_ids
     return {
         "vocab_size": sp.vocab_size(),
         "bos_id": sp.bos_id(),

@@ -127,6 +127,10 @@ class PartialClone:
         stdin = "".join(f"{c}\n" for c in commits).encode()
         if not stdin:
             return []
+        # --no-renames stays on purpose: ``commit_files`` detects renames, but a rename pairs the
+        # deleted path's old blob with the added path's new blob, exactly the two blobs this lists
+        # for that delete + add, and rename detection only compares contents of deleted and added
+        # regular files, all listed here; so the same set is fetched without detecting renames twice.
         out = subprocess.run(self.git.argv(("diff-tree", "--stdin", "-r", "-z", "--no-renames")),
                              cwd=self.git.scratch, env=self.git.env, input=stdin, capture_output=True,
                              check=True).stdout

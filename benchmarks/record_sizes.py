@@ -75,16 +75,17 @@ def main() -> None:
     args = parser.parse_args()
     src = source(args)
     rendered: dict[str, dict[str, list[dict]]] = {"regions": {}, "whole files": {}}
-    counts: collections.Counter[str] = collections.Counter()
+    counts: dict[str, collections.Counter[str]] = {name: collections.Counter() for name in rendered}
     for repo in src.list_repos():
         t0 = time.perf_counter()
         raw = list(src.collect(repo))
         t1 = time.perf_counter()
         rendered["regions"][repo.partition_key], c = categorize(repo, raw, None)
         t2 = time.perf_counter()
-        counts.update(c)
+        counts["regions"].update(c)
         if args.clones:
-            rendered["whole files"][repo.partition_key], _ = categorize(repo, raw, WHOLE_FILES)
+            rendered["whole files"][repo.partition_key], c = categorize(repo, raw, WHOLE_FILES)
+            counts["whole files"].update(c)
         print(f"{repo.partition_key}: collect {t1 - t0:.1f} s, categorize {t2 - t1:.1f} s, "
               f"{len(rendered['regions'][repo.partition_key])} records")  # fmt: skip
 
@@ -122,13 +123,16 @@ def main() -> None:
     if len(medians) == 2:
         print(f"\nmedian MIX record: {medians['regions']:,} tokens vs {medians['whole files']:,} with whole files "
               f"(ratio {medians['whole files'] / medians['regions']:.1f}x)")  # fmt: skip
-    total, copied = counts["change_chars:total"], counts["change_chars:in_code_records"]
-    if total:
-        print(f"change text on lines that repeat a CODE record: {copied / total:.1%}")
-        print(
-            f"changed lines shown: {counts['change_lines:shown']:,} of {counts['change_lines:changed']:,} "
-            f"({counts['cut:change_file_lines']} files cut, {counts['cut:change_files']} files past the record cap)"
-        )
+    for name, c in counts.items():
+        total, copied = c["change_chars:total"], c["change_chars:in_code_records"]
+        if not total:
+            continue
+        complete = c["change_records:complete"] / (c["change_records:complete"] + c["change_records:cut"])
+        print(f"{name}: MIX change text on lines that repeat a CODE record {copied / total:.1%}; "
+              f"changed lines shown {c['change_lines:shown']:,} of {c['change_lines:changed']:,} (deleted files "
+              f"excluded); change records with every changed line {complete:.1%} ({c['cut:change_file_lines']} "
+              f"files cut, {c['cut:change_files']} files past the record cap)")  # fmt: skip
+    counts = counts["regions"]
     print("records by kind and category: " + ", ".join(f"{k.split(':', 1)[1]}={v}" for k, v in sorted(counts.items())
                                                        if k.startswith("records:")))  # fmt: skip
     print("code rules fired (records): " + ", ".join(f"{k.split(':', 1)[1]}={v}" for k, v in sorted(counts.items())

@@ -23,3 +23,11 @@ DEFAULT_ALLOWLIST = PERMISSIVE | COPYLEFT
 
 def is_allowed(spdx_id: str | None, allowlist: frozenset[str] = DEFAULT_ALLOWLIST) -> bool:
     return bool(spdx_id) and spdx_id != "NOASSERTION" and spdx_id in allowlist
+
+
+def license_key(spdx_id: str | None) -> str | None:
+    """GitHub's license key for an SPDX id (``BSD-3-Clause`` → ``bsd-3-clause``, ``GPL-3.0-only`` →
+    ``gpl-3.0``), so records from local sources carry the same provenance field GitHub's do."""
+    if not spdx_id or spdx_id == "NOASSERTION":
+        return None
+    return spdx_id.lower().removesuffix("-only").removesuffix("-or-later")

@@ -153,9 +153,11 @@ def test_packing_refuses_a_tokenizer_without_control_markers() -> None:
 
 
 def write_records(path: Path, rows: Sequence[tuple[str, str, str]]) -> Path:
-    """A categorized_records-like Parquet with the columns packing reads: record_id, category, text."""
+    """A categorized_records-like Parquet with the columns packing reads: record_id, category, kind, text."""
     names = ["record_id", "category", "text"]
-    pq.write_table(pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)}), path)
+    table = {n: [r[i] for r in rows] for i, n in enumerate(names)}
+    table["kind"] = [{"CODE": "file", "MIX": "change", "NAT": "issue"}.get(r[1], "doc") for r in rows]
+    pq.write_table(pa.table(table), path)
     return path
 
 
@@ -185,6 +187,7 @@ def test_pack_keeps_record_boundaries_and_categories(tmp_path: Path) -> None:
     table = pq.read_table(index_path(shard))
     assert table.schema.field("start").type == pa.int64() and table.schema.field("tokens").type == pa.int32()
     assert table.column("record_id").to_pylist() == ["n1", "c1", "m1", "c2"]
+    assert table.column("kind").to_pylist() == ["issue", "file", "change", "file"]
     starts, lengths, codes = read_index(shard)
     assert starts.tolist() == [0, 3, 8, 9] and lengths.tolist() == [3, 5, 1, 2]
     assert [CATEGORIES[c] for c in codes] == ["NAT", "CODE", "MIX", "CODE"]

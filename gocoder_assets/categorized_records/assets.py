@@ -92,6 +92,6 @@ def categorized_records(
     metadata = counts_metadata(per_partition)
     total = sum(p.get("change_chars:total", 0) for p in per_partition.values())
     copied = sum(p.get("change_chars:in_code_records", 0) for p in per_partition.values())
-    metadata["change_share_in_code_records"] = dg.MetadataValue.float(round(copied / total, 4) if total else 0.0)
+    metadata["mix_share_in_code_records"] = dg.MetadataValue.float(round(copied / total, 4) if total else 0.0)
     metadata["record_chars"] = dg.MetadataValue.md(size_table(sizes))
     return dg.MaterializeResult(metadata=metadata)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from gocoder_assets.categorized_records import filters
-from gocoder_assets.categorized_records.changes import ChangeOptions, ReviewComment, render_file_change
+from gocoder_assets.categorized_records.changes import ChangeOptions, RenderedFile, ReviewComment, render_file_change
 from gocoder_assets.categorized_records.code_detect import code_reasons
 from gocoder_assets.categorized_records.filters import FilterOptions
 from gocoder_assets.categorized_records.measure import CodeLines
@@ -49,6 +49,7 @@ from gocoder_assets.sources.base import RawRecord, RepoInfo, is_bot_login
 # containing it cannot round-trip byte for byte; such records are skipped and counted.
 SP_SPACE = "\u2581"
 MAX_STRUCTURE_PATHS = 400
+FILE_VERDICTS = 512  # recent file versions whose filter/redaction verdict is kept (see _file_text)
 
 RECORD_COLUMNS = (
     "record_id", "repo", "full_name", "kind", "category", "path", "pr_number", "commit_sha", "license",
@@ -77,6 +78,7 @@ class Categorizer:
         self.signatures: list[np.ndarray] = []
         self.sizes: dict[str, list[int]] = collections.defaultdict(list)  # characters per record, by kind
         self.code_lines = CodeLines()
+        self._seen: dict[tuple[str, str], tuple[str | None, str | None, collections.Counter[str]]] = {}
 
     # -- blocks ---------------------------------------------------------------------------
     def _clean(self, text: str) -> str:
@@ -85,14 +87,29 @@ class Categorizer:
         return text
 
     def _file_text(self, path: str, text: str | None, tally: str = "dropped") -> str | None:
-        """Filtered and redacted content of one file, or None (counted under ``tally``) if it must go."""
+        """Filtered and redacted content of one file, or None (counted under ``tally``) if it must go.
+
+        History repeats file versions: a change's before is the previous change's after, and the newest
+        after is the snapshot's file. The verdicts of recent versions are kept (bounded, least recently
+        used out) and replayed with their counts, so each version is filtered and redacted once.
+        """
         if text is None:
             return None
-        reason = filters.path_drop_reason(path, self.options) or filters.content_drop_reason(text, self.options)
+        key = (path, text)
+        hit = self._seen.pop(key, None)
+        if hit is None:
+            reason = filters.path_drop_reason(path, self.options) or filters.content_drop_reason(text, self.options)
+            clean, found = (None, collections.Counter()) if reason else redact(text)
+            hit = (reason, clean, found)
+            if len(self._seen) >= FILE_VERDICTS:
+                del self._seen[next(iter(self._seen))]
+        self._seen[key] = hit
+        reason, clean, found = hit
         if reason:
             self.counts[f"{tally}:{reason}"] += 1
             return None
-        return self._clean(text)
+        self.counts.update({f"redacted:{k}": v for k, v in found.items()})
+        return clean
 
     def _row(self, kind: str, category: str, path: str, text: str, **extra: Any) -> dict[str, Any] | None:
         """One record; every record gets a content hash and a signature, so dedup sees copied text too."""
@@ -237,18 +254,21 @@ class Categorizer:
             return None
         discussion, placed = found
         discussion["status"] = STATUS.get(str(change.get("state") or "").upper(), "merged")
-        blocks, shown_chars, o = [], 0, self.options
+        blocks, shown_chars, o, complete = [], 0, self.options, True
         files = change.get("files", [])
         for i, f in enumerate(files):
             if len(blocks) >= o.max_change_files or shown_chars >= o.max_change_chars:
                 rest = len(files) - i
                 self.counts["cut:change_files"] += rest
                 blocks.append(data(f"[… {rest} more changed files not shown]\n"))
+                complete = False
                 break
-            block = self._file_change(f, placed.pop(f.get("path") or "", []))
-            if block is not None:
-                blocks.append(block)
-                shown_chars += len(block)
+            rendered = self._file_change(f, placed.pop(f.get("path") or "", []))
+            if rendered is not None:
+                blocks.append(rendered.text)
+                shown_chars += len(rendered.text)
+                complete = complete and not rendered.truncated
+        self.counts["change_records:complete" if complete else "change_records:cut"] += 1
         # Thread comments on files that are not shown still belong to the discussion.
         discussion["comments"] += [{"author": f"{c.author} on {path}" + (f":{c.line}" if c.line else ""),
                                     "body": c.body} for path, cs in placed.items() for c in cs]  # fmt: skip
@@ -258,13 +278,13 @@ class Categorizer:
         else:
             category = self._category_of_text(texts)
         text = render_change(category, self.repo.full_name, discussion, blocks)
-        if blocks:
+        if category == "MIX" and blocks:
             self.code_lines.add_change(readable(text))
         paths = ",".join(f["path"] for f in files)
         return self._row("change", category, paths or self.repo.root or ".", text,
                          pr_number=change.get("number"), commit_sha=change.get("sha"))  # fmt: skip
 
-    def _file_change(self, f: RawRecord, comments: list[ReviewComment]) -> str | None:
+    def _file_change(self, f: RawRecord, comments: list[ReviewComment]) -> RenderedFile | None:
         """One file of a change as a reviewer reads it, from filtered, redacted sides; None if it must go."""
         status = f.get("status") or "M"
         if f.get("before") is None and f.get("after") is None and status not in ("D", "R"):
@@ -274,16 +294,16 @@ class Categorizer:
         after = self._file_text(f["path"], f.get("after"), "change_files")
         if (f.get("before") is not None and before is None) or (f.get("after") is not None and after is None):
             return None
-        # Redaction can change line counts (a key block becomes one placeholder): then git's hunk
-        # numbers no longer fit the texts and the hunks are recomputed from the redacted sides.
-        same = before == f.get("before") and after == f.get("after")
-        entry = {**f, "before": before, "after": after, "diff": f.get("diff") if same else None}
+        # git's hunks still fit the redacted sides unless redaction changed line counts (a key block becomes
+        # one placeholder); changes.change_blocks checks that and recomputes the hunks when they don't.
+        entry = {**f, "before": before, "after": after}
         rendered = render_file_change(entry, comments, self.change_options)
-        self.counts["change_lines:changed"] += rendered.changed_lines
-        self.counts["change_lines:shown"] += rendered.shown_changed_lines
+        if status != "D":  # a deleted file's lines are not shown on purpose: the deletion is the change
+            self.counts["change_lines:changed"] += rendered.changed_lines
+            self.counts["change_lines:shown"] += rendered.shown_changed_lines
         if rendered.truncated:
             self.counts["cut:change_file_lines"] += 1
-        return rendered.text
+        return rendered
 
     def _issue(self, issue: RawRecord) -> dict[str, Any] | None:
         found = self._discussion(issue)

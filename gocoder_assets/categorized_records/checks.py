@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 from gocoder_assets.categorized_records import filters
 from gocoder_assets.categorized_records.assets import categorized_records
 from gocoder_assets.categorized_records.residual import residual_findings
+from gocoder_assets.categorized_records.serialize import mark
 from gocoder_assets.checks import result, run_partition_keys
 from gocoder_assets.resources import StorageResource
 
@@ -28,7 +29,8 @@ def secret_findings(path: Path) -> list[list[str]]:
 
 
 def integrity_problems(path: Path) -> collections.Counter[str]:
-    """Invalid UTF-8 (checked on the stored bytes), excluded paths, missing provenance."""
+    """Invalid UTF-8 (checked on the stored bytes), excluded paths, missing provenance, and records whose
+    structure does not open with their own category marker and ``<REPO>``."""
     table = pq.read_table(path)
     problems: collections.Counter[str] = collections.Counter()
     for raw in table.column("text").cast(pa.binary()).to_pylist():
@@ -36,7 +38,9 @@ def integrity_problems(path: Path) -> collections.Counter[str]:
             raw.decode("utf-8")
         except UnicodeDecodeError:
             problems["invalid_utf8"] += 1
-    for row in table.select(["kind", *PROVENANCE]).to_pylist():
+    for row in table.select(["kind", "category", "text", *PROVENANCE]).to_pylist():
+        if not row["text"].startswith(mark(f"<{row['category']}>") + mark("<REPO>")):
+            problems["malformed_structure"] += 1
         if row["kind"] in ("file", "doc") and filters.path_drop_reason(row["path"], filters.FilterOptions()):
             problems["excluded_path"] += 1
         if any(not row[f] for f in PROVENANCE):
@@ -59,23 +63,27 @@ def categorized_records_integrity(
 ) -> dg.AssetCheckResult:
     layout = storage.layout()
     per_key = {key: integrity_problems(layout.categorized_file(key)) for key in run_partition_keys(context)}
-    rows = [[k, c["invalid_utf8"], c["excluded_path"], c["missing_provenance"]] for k, c in per_key.items() if c]
+    kinds = ("invalid_utf8", "excluded_path", "missing_provenance", "malformed_structure")
+    rows = [[k, *(c[p] for p in kinds)] for k, c in per_key.items() if c]
     total = sum(sum(c.values()) for c in per_key.values())
-    header = ["partition", "invalid UTF-8", "excluded path", "missing provenance"]
+    header = ["partition", "invalid UTF-8", "excluded path", "missing provenance", "malformed structure"]
     return result(total == 0, header, rows, blocking_failure=False, problems=total)
 
 
-@dg.asset_check(asset=categorized_records, description="Records per category and partition.")
+@dg.asset_check(asset=categorized_records, description="Records per category and kind, per partition.")
 def categorized_records_category_counts(
     context: dg.AssetCheckExecutionContext, storage: StorageResource
 ) -> dg.AssetCheckResult:
     layout = storage.layout()
-    rows, totals = [], collections.Counter()
+    per_key = {}
     for key in run_partition_keys(context):
-        categories = pq.read_table(layout.categorized_file(key), columns=["category"]).column(0)
-        counts = collections.Counter(categories.to_pylist())
-        totals.update(counts)
-        rows.append([key, counts["NAT"], counts["MIX"], counts["CODE"]])
+        table = pq.read_table(layout.categorized_file(key), columns=["kind", "category"])
+        per_key[key] = collections.Counter(zip(*(table.column(c).to_pylist() for c in ("kind", "category")),
+                                               strict=True))  # fmt: skip
+    totals = sum(per_key.values(), collections.Counter())
+    columns = sorted(totals, key=lambda kc: (kc[1], kc[0]))
+    rows = [[key, *(c[kc] for kc in columns)] for key, c in per_key.items()]
     empty = [r for r in rows if sum(r[1:]) == 0]
-    return result(not empty, ["partition", "NAT", "MIX", "CODE"], rows, blocking_failure=False,
-                  NAT=totals["NAT"], MIX=totals["MIX"], CODE=totals["CODE"], empty_partitions=len(empty))  # fmt: skip
+    by_category = {cat: sum(n for (_, c), n in totals.items() if c == cat) for cat in ("NAT", "MIX", "CODE")}
+    header = ["partition", *(f"{c} {k}" for k, c in columns)]
+    return result(not empty, header, rows, blocking_failure=False, **by_category, empty_partitions=len(empty))

@@ -1,7 +1,7 @@
-"""How much of the change text repeats a CODE record of the same repository.
+"""How much of the MIX change text repeats a CODE record of the same repository.
 
 A change record that carried whole files taught the model the same code twice (once as the file's
-CODE record, once per change that touched it). The measure: of the characters on the lines of
+CODE record, once per change that touched it). The measure: of the characters on the lines of MIX
 change records, the share on lines that also occur in a CODE record of the partition. Lines are
 compared stripped, and short lines (``}``, ``return nil``, blank) are left out on both sides
 because they repeat everywhere and say nothing about copying.

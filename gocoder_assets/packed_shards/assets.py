@@ -3,14 +3,17 @@
 import dataclasses
 
 import dagster as dg
+import numpy as np
+import pyarrow.parquet as pq
 
 from gocoder_assets.categorized_records.assets import categorized_records
 from gocoder_assets.categorized_records.serialize import MARKERS
 from gocoder_assets.checks import require_upstream_checks_passed
 from gocoder_assets.dedup_index.assets import dedup_index
 from gocoder_assets.dedup_index.index import dropped_ids
-from gocoder_assets.metadata import counts_metadata
+from gocoder_assets.metadata import counts_metadata, markdown_table
 from gocoder_assets.packed_shards.pack import VAL_FRACTION, assign_splits, pack_partition
+from gocoder_assets.packed_shards.shard_format import index_path
 from gocoder_assets.partitions import per_repo_asset
 from gocoder_assets.repo_list.assets import repo_list
 from gocoder_assets.repo_list.repos import read_repo_list
@@ -46,6 +49,7 @@ def packed_shards(
     # Read the index once per run, not once per partition.
     dropped = dropped_ids(layout.dedup_file)
     per_partition = {}
+    sizes: dict[str, list[np.ndarray]] = {}
     for key in context.partition_keys:
         split = splits[key]
         # A manifest means "index and shard complete": drop the old one before rewriting either, so a
@@ -59,6 +63,10 @@ def packed_shards(
             "vocab_size": sp.vocab_size(),
         }
         write_json(layout.shard_manifest(key), manifest)
+        index = pq.read_table(index_path(layout.shard_file(key)), columns=["kind", "category", "tokens"])
+        for kind, category, tokens in zip(*(index.column(c).to_numpy(zero_copy_only=False) for c in
+                                            ("kind", "category", "tokens")), strict=True):  # fmt: skip
+            sizes.setdefault(f"{kind} {category}", []).append(tokens - 1)  # without the record's EOS
         per_partition[key] = {
             "records": stats.records,
             "text_tokens": stats.text_tokens,
@@ -66,4 +74,16 @@ def packed_shards(
             f"{split}_tokens": stats.tokens,
             **{f"{split}_tokens_{c}": n for c, n in stats.tokens_by_category.items()},
         }
-    return dg.MaterializeResult(metadata=counts_metadata(per_partition))
+    metadata = counts_metadata(per_partition)
+    metadata["record_tokens"] = dg.MetadataValue.md(token_table(sizes))
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def token_table(sizes: dict[str, list]) -> str:
+    """p50 / p99 / max tokens per record kind and category over the run's partitions (the record-size
+    figures: a MIX change record should be what a reviewer reads, not two file copies)."""
+    rows = []
+    for name in sorted(sizes):
+        v = np.asarray(sizes[name])
+        rows.append([name, v.size, int(np.median(v)), int(np.percentile(v, 99)), int(v.max())])
+    return markdown_table(["kind category", "records", "p50 tokens", "p99 tokens", "max tokens"], rows)

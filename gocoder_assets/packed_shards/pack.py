@@ -81,22 +81,24 @@ def pack_partition(
     chunks: list[np.ndarray] = []
     record_ids: list[str] = []
     categories: list[str] = []
+    kinds: list[str] = []
     n_text_tokens = 0
-    columns = ["record_id", "category", "text"]
+    columns = ["record_id", "category", "kind", "text"]
     for batch in pq.ParquetFile(parquet_path).iter_batches(columns=columns, batch_size=batch_records):
         rows = zip(*(batch.column(c).to_pylist() for c in columns), strict=True)
-        kept = [(i, c, t) for i, c, t in rows if i not in skip]
-        for ids in codec.encode([t for _, _, t in kept]):
+        kept = [row for row in rows if row[0] not in skip]
+        for ids in codec.encode([t for *_, t in kept]):
             chunks.append(np.asarray([*ids, eos], dtype=np.uint16))
             n_text_tokens += len(ids)
-        record_ids.extend(i for i, _, _ in kept)
-        categories.extend(c for _, c, _ in kept)
+        record_ids.extend(row[0] for row in kept)
+        categories.extend(row[1] for row in kept)
+        kinds.extend(row[2] for row in kept)
     lengths = np.fromiter((c.size for c in chunks), dtype=np.int64, count=len(chunks))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if chunks else lengths
     tokens = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint16)
     codes = category_codes(categories)  # an unknown category fails here, before anything is written
     by_category = np.bincount(codes, weights=lengths, minlength=len(CATEGORIES))
-    write_index(shard_path, record_ids, categories, starts, lengths)
+    write_index(shard_path, record_ids, categories, starts, lengths, kinds)
     write_shard(shard_path, tokens)
     return PackStats(
         records=len(record_ids),

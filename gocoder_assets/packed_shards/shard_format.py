@@ -97,8 +97,12 @@ def write_index(
     categories: Sequence[str],
     starts: Sequence[int] | np.ndarray,
     lengths: Sequence[int] | np.ndarray,
+    kinds: Sequence[str] | None = None,
 ) -> None:
-    """Write the record index for ``shard_path`` atomically (before the shard: see pack_partition)."""
+    """Write the record index for ``shard_path`` atomically (before the shard: see pack_partition).
+
+    ``kinds`` (file, change, issue, doc, overview) let metadata report record sizes per kind; optional,
+    since samplers and checks need only categories and boundaries."""
     import pyarrow as pa  # noqa: PLC0415
     import pyarrow.parquet as pq  # noqa: PLC0415
 
@@ -112,6 +116,7 @@ def write_index(
             "category": pa.array(list(categories), pa.string()),
             "start": pa.array(np.asarray(starts, dtype=np.int64), pa.int64()),
             "tokens": pa.array(np.asarray(lengths, dtype=np.int32), pa.int32()),
+            "kind": pa.array(list(kinds) if kinds is not None else [None] * n, pa.string()),
         }
     )
     with atomic_file(index_path(shard_path)) as tmp:

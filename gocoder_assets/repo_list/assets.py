@@ -25,7 +25,7 @@ def sync_partitions(instance: dg.DagsterInstance, keys: list[str]) -> tuple[int,
     return len(to_add), len(removed)
 
 
-@dg.asset(code_version="1", group_name="collect", kinds={"parquet"})
+@dg.asset(code_version="2", group_name="collect", kinds={"parquet"})
 def repo_list(
     context: dg.AssetExecutionContext, source: RepoSourceResource, storage: StorageResource
 ) -> dg.MaterializeResult:

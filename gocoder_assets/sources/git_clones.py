@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from gocoder_assets.licenses import license_key
+
 from .base import MAX_FILE_BYTES, RawRecord, RepoInfo, decode_text, is_safe_relpath, utc_now
 
 # Command-line config beats the clone's own (untrusted) .git/config. The first four are the
@@ -226,9 +228,10 @@ class GitClonesSource:
             remote = git.text("remote", "get-url", "origin")
             full_name, url = parse_remote(remote) if remote else (None, f"file://{sub.resolve()}")
             full_name = full_name or f"local/{sub.name}"
+            spdx = self._license(git, sha)
             return RepoInfo(
                 partition_key=full_name, full_name=full_name, url=url, stars=None,
-                license_spdx=self._license(git, sha),
+                license_spdx=spdx, license_key=license_key(spdx),
                 default_branch=git.text("symbolic-ref", "--short", "-q", "HEAD") or "HEAD",
                 commit_sha=sha, fetched_at=fetched_at, source="git", root="",
             )

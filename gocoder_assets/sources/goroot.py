@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from gocoder_assets.licenses import license_key
 from gocoder_assets.sources.base import MAX_FILE_BYTES, RawRecord, RepoInfo, decode_text, utc_now
 
 # File kinds collected as training candidates; everything else only appears in the tree.
@@ -74,6 +75,7 @@ class GoRootSource:
                 url=f"https://github.com/{self.full_name}/tree/{self.version}/src/{name}",
                 stars=self.stars,
                 license_spdx=self.license_spdx,
+                license_key=license_key(self.license_spdx),
                 default_branch=self.default_branch,
                 commit_sha=self.version,
                 fetched_at=self.fetched_at,

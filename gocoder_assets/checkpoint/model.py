@@ -18,8 +18,14 @@ RMS_NORM_EPS = 1e-5
 QUANT_BLOCK = 32
 
 
-def swiglu_intermediate(hidden_size: int, multiple_of: int = 64) -> int:
-    """8/3·d rounded up: SwiGLU has three matrices, so this keeps the MLP at GPT's 4·d·2 parameter cost."""
+# llama.cpp's K-quants (Q4_K_M, Q6_K …) pack rows in super-blocks of 256 values: an FFN width that is a
+# multiple of 256 lets users re-quantize the exported GGUF with `llama-quantize` (704 did not).
+K_QUANT_BLOCK = 256
+
+
+def swiglu_intermediate(hidden_size: int, multiple_of: int = K_QUANT_BLOCK) -> int:
+    """8/3·d rounded up: SwiGLU has three matrices, so this keeps the MLP at GPT's 4·d·2 parameter cost;
+    rounded to ``multiple_of`` (K-quant super-blocks)."""
     return multiple_of * math.ceil(8 * hidden_size / 3 / multiple_of)
 
 
@@ -62,11 +68,11 @@ def _preset(d: int, layers: int, heads: int, ctx: int, kv_heads: int | None = No
 PRESETS: dict[str, ModelPreset] = {
     # Test suite only: grouped-query attention on purpose, so GQA paths (e.g. the GGUF k permutation) get run.
     "test": _preset(64, 2, 4, 64, kv_heads=2),
-    # Trains in CPU minutes (≈ 7.4M parameters with an 8k vocabulary, untied).
+    # Trains in CPU minutes (≈ 7.6M parameters with an 8k vocabulary, untied).
     "tiny": _preset(256, 4, 4, 256),
     # GPT-2 small's shape (≈ 98M with an 8k vocabulary, ≈ 134M with 32k).
     "125m": _preset(768, 12, 12, 1024),
-    # ≈ 219M with an 8k vocabulary, ≈ 269M with 32k: the names are size classes, not exact counts.
+    # ≈ 222M with an 8k vocabulary, ≈ 273M with 32k: the names are size classes, not exact counts.
     "350m": _preset(1024, 16, 16, 1024),
 }
 

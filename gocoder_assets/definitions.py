@@ -2,6 +2,7 @@
 
 repo_list → raw_prs[repo] → categorized_records[repo] → dedup_index → tokenizer_model
           → packed_shards[repo] → checkpoint → gguf_model
+          packed_shards[repo] → license_manifest; checkpoint, gguf_model, license_manifest → model_card
 
 Resource settings come from the environment so `dagster dev`, the CLI and the main job
 agree: GOCODER_DATA_DIR (default ./data), GOCODER_CLONES_DIR (a folder of git clones;
@@ -30,6 +31,9 @@ from gocoder_assets.checkpoint.checks import beats_unigram, losses_finite
 from gocoder_assets.dedup_index.assets import dedup_index
 from gocoder_assets.dedup_index.checks import dedup_rates
 from gocoder_assets.gguf_model.assets import gguf_model
+from gocoder_assets.gguf_model.checks import gguf_llama_cpp
+from gocoder_assets.license_manifest.assets import license_manifest
+from gocoder_assets.model_card.assets import model_card
 from gocoder_assets.packed_shards.assets import packed_shards
 from gocoder_assets.packed_shards.checks import shards_valid, split_leakage
 from gocoder_assets.raw_prs.assets import raw_prs
@@ -41,7 +45,10 @@ from gocoder_assets.sources.github.resource import github_resource_from_env
 from gocoder_assets.tokenizer_model.assets import tokenizer_model
 from gocoder_assets.tokenizer_model.checks import tokenizer_efficiency, tokenizer_round_trip
 
-ASSETS = [repo_list, raw_prs, categorized_records, dedup_index, tokenizer_model, packed_shards, checkpoint, gguf_model]
+ASSETS = [
+    repo_list, raw_prs, categorized_records, dedup_index, tokenizer_model, packed_shards, checkpoint, gguf_model,
+    license_manifest, model_card,
+]  # fmt: skip
 
 
 def resources_from_env(env: dict[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
@@ -82,6 +89,7 @@ CHECKS = [
     split_leakage,
     losses_finite,
     beats_unigram,
+    gguf_llama_cpp,
 ]
 
 defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS, resources=resources_from_env())

@@ -1,6 +1,6 @@
 """The main job: materialize the whole graph, every partition, through Dagster itself.
 
-Five runs, in dependency order; each per-repo stage is ONE run over the full partition
+Six runs, in dependency order; each per-repo stage is ONE run over the full partition
 range (the assets' single-run backfill policy), not one run per repository. Runs and
 materializations are recorded in the instance at $DAGSTER_HOME, so `dagster dev` shows
 them afterwards. Equivalent CLI:
@@ -27,6 +27,7 @@ from gocoder_assets.checks import full_asset_graph
 from gocoder_assets.definitions import ASSETS, CHECKS, resources_from_env
 from gocoder_assets.gguf_model.assets import GGUF_NAME
 from gocoder_assets.partitions import REPOS
+from gocoder_assets.storage import Layout
 
 # (assets, partitioned over all repos?)
 STAGES: tuple[tuple[tuple[str, ...], bool], ...] = (
@@ -35,6 +36,9 @@ STAGES: tuple[tuple[tuple[str, ...], bool], ...] = (
     (("dedup_index", "tokenizer_model"), False),
     (("packed_shards",), True),
     (("checkpoint", "gguf_model"), False),
+    # After the model: license_manifest only needs the shards, but the card needs both, and one run for the
+    # two keeps the release artifacts (licenses.csv, MODEL_CARD.md) describing the same corpus.
+    (("license_manifest", "model_card"), False),
 )
 
 
@@ -155,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     with dg.DagsterInstance.get() as instance:
         materialize_all(instance, resources, {"ops": ops})
     gguf = Path(resources["storage"].root).resolve() / "gguf_model" / GGUF_NAME
-    print(f"done in {time.monotonic() - started:.0f}s; GGUF model: {gguf}")
+    card = Layout(resources["storage"].root).model_card_file
+    print(f"done in {time.monotonic() - started:.0f}s; GGUF model: {gguf}; model card: {card}")
     return 0
 
 

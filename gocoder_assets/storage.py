@@ -100,6 +100,16 @@ class Layout:
     def gguf_dir(self) -> Path:
         return self.asset_dir("gguf_model")
 
+    @property
+    def license_manifest_file(self) -> Path:
+        """One row per repository that contributed tokens: license, commit, tokens by category."""
+        return self.asset_dir("license_manifest") / "licenses.csv"
+
+    @property
+    def model_card_file(self) -> Path:
+        """The model card, in a folder of its own (not ``checkpoint/hf/README.md``: checkpoint owns that)."""
+        return self.asset_dir("model_card") / "MODEL_CARD.md"
+
 
 def _umask() -> int:
     mask = os.umask(0)

@@ -2,92 +2,56 @@
 
 from __future__ import annotations
 
-import random
+import stat
+import sys
 from pathlib import Path
 
+import dagster as dg
 import gguf
 import numpy as np
 import pytest
 import sentencepiece as spm
 import torch
 from safetensors.numpy import load_file
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from gocoder_assets.categorized_records.serialize import MARKERS as SERIALIZED_MARKERS
 from gocoder_assets.categorized_records.serialize import render_code
+from gocoder_assets.gguf_model.checks import gguf_llama_cpp
 from gocoder_assets.gguf_model.export import (
     BYTE,
     CONTROL,
+    F16_ABOVE_PARAMS,
     NORMAL,
     UNKNOWN,
     USER_DEFINED,
     export_gguf,
+    export_variants,
     permute,
     piece_types,
+    resolve_dtype,
+    tensor_type,
     unpermute,
     write_modelfile,
 )
+from gocoder_assets.gguf_model.verify import Report
+from gocoder_assets.resources import StorageResource
 from gocoder_assets.tokenizer_model.encode import RecordCodec
-from gocoder_assets.tokenizer_model.train import MODEL_FILE, TokenizerOptions, record_chunks, train_tokenizer
+from gocoder_assets_tests.conftest import TINY_N_HEAD, TINY_N_KV
 
 MARKERS = list(SERIALIZED_MARKERS)
-N_HEAD, N_KV = 4, 2
-
-
-def _go_records(n_funcs: int = 200) -> list[str]:
-    """Stored CODE records (markers as sentinels) of generated Go."""
-    rng = random.Random(0)
-    names = ["handler", "ctx", "err", "value", "reader", "buf", "conn", "server"]
-    out = []
-    for i in range(n_funcs):
-        a, b = rng.choice(names), rng.choice(names)
-        body = [f'package {a}\n\nimport "fmt"\n\n', f"func {a.title()}{i}({b} int) (string, error) {{\n"]
-        body.append(f'\tif {b} > {rng.randint(0, 99)} {{\n\t\treturn "", fmt.Errorf("{a}: %d", {b})\n\t}}\n')
-        body.append(f'\tfor i := 0; i < {b}; i++ {{\n\t\t{a}Count += i\n\t}}\n\treturn "{a}", nil\n}}\n')
-        out.append(render_code(f"example/{a}", f"pkg/{a}_{i}.go", "".join(body)))
-    return out
+N_HEAD, N_KV = TINY_N_HEAD, TINY_N_KV
 
 
 @pytest.fixture(scope="module")
-def spm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("spm")
-    lines = [line for record in _go_records() for line in record_chunks(record, 1, 16384) if line.strip()]
-    train_tokenizer(lines, d, MARKERS, TokenizerOptions(vocab_size=400))
-    return d / MODEL_FILE
-
-
-def _save_model(d: Path, sp: spm.SentencePieceProcessor, *, tied: bool) -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=N_HEAD,
-        num_key_value_heads=N_KV,
-        intermediate_size=128,
-        vocab_size=sp.get_piece_size(),
-        max_position_embeddings=64,
-        rms_norm_eps=1e-5,
-        bos_token_id=sp.bos_id(),
-        eos_token_id=sp.eos_id(),
-        pad_token_id=sp.pad_id(),
-        tie_word_embeddings=tied,
-    )
-    model = LlamaForCausalLM(cfg).eval()
-    with torch.no_grad():  # random norms, so a swapped or missing norm tensor changes the logits
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.uniform_(0.5, 1.5)
-    model.save_pretrained(d, safe_serialization=True)
-    return model
+def spm_model(tiny_spm_model: Path) -> Path:
+    return tiny_spm_model
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory, spm_model: Path) -> dict:
-    d = tmp_path_factory.mktemp("export")
-    sp = spm.SentencePieceProcessor(model_file=str(spm_model))
-    model = _save_model(d / "hf", sp, tied=False)
-    summary = export_gguf(d / "hf", spm_model, d / "gguf" / "gocoder.gguf", name="gocoder-test")
-    return {"dir": d, "model": model, "sp": sp, "summary": summary}
+def exported(tiny_gguf: dict) -> dict:
+    """The conftest's tiny model; ``summary`` is its full-precision (F32: it is tiny) file."""
+    return {**tiny_gguf, "summary": tiny_gguf["variants"]["full"]}
 
 
 def _field(reader: gguf.GGUFReader, key: str):
@@ -241,9 +205,9 @@ def test_transformers_gguf_loader_matches(exported: dict) -> None:
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
-def test_tied_f16(tmp_path: Path, spm_model: Path) -> None:
+def test_tied_f16(tmp_path: Path, spm_model: Path, save_tiny_llama) -> None:
     sp = spm.SentencePieceProcessor(model_file=str(spm_model))
-    model = _save_model(tmp_path / "hf", sp, tied=True)
+    model = save_tiny_llama(tmp_path / "hf", sp, tied=True)
     summary = export_gguf(tmp_path / "hf", spm_model, tmp_path / "m.gguf", dtype="f16")
     reader = gguf.GGUFReader(summary["path"])
     dtypes = {t.name: t.tensor_type for t in reader.tensors}
@@ -273,7 +237,103 @@ def test_modelfile(exported: dict) -> None:
     assert "PARAMETER num_ctx 64" in lines
     assert 'PARAMETER stop "</s>"' in lines
     assert any(line.startswith("PARAMETER temperature ") for line in lines)
+    assert lines[-1] == 'TEMPLATE "{{ .Prompt }}"'  # plain completion, not a chat template
     with pytest.raises(ValueError, match="num_ctx"):
         write_modelfile(gguf_path, out, num_ctx=65)
     sub = gguf_path.parent / "ollama" / "Modelfile"
     assert write_modelfile(gguf_path, sub, num_ctx=32).startswith("FROM ../gocoder.gguf\n")
+
+
+def _weights(path: str) -> dict[str, tuple[gguf.GGMLQuantizationType, np.ndarray]]:
+    """Each tensor's type and its values dequantized to float32 in numpy's (out, in) order."""
+    reader = gguf.GGUFReader(path)
+    out = {}
+    for t in reader.tensors:
+        values = gguf.quants.dequantize(np.asarray(t.data), t.tensor_type)
+        out[t.name] = (t.tensor_type, values.reshape(tuple(int(d) for d in reversed(t.shape))))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("variant", "file_type", "matrix_type", "rel_err"),
+    [
+        ("q8_0", gguf.LlamaFileType.MOSTLY_Q8_0, gguf.GGMLQuantizationType.Q8_0, 0.01),
+        ("q4_0", gguf.LlamaFileType.MOSTLY_Q4_0, gguf.GGMLQuantizationType.Q4_0, 0.15),
+    ],
+)
+def test_quantized_variants(exported: dict, variant: str, file_type, matrix_type, rel_err: float) -> None:
+    full, summary = exported["variants"]["full"], exported["variants"][variant]
+    assert Path(summary["path"]).name == f"gocoder.{variant.upper()}.gguf"
+    assert summary["bytes"] == Path(summary["path"]).stat().st_size < full["bytes"]
+    reader = gguf.GGUFReader(summary["path"])
+    assert _field(reader, "general.file_type") == int(file_type)
+    # The complete llama + tokenizer metadata, identical to the full-precision file's except the file type.
+    ref = gguf.GGUFReader(full["path"])
+    keys = {k for k in ref.fields if not k.startswith("GGUF.")} - {"general.file_type"}
+    assert keys == {k for k in reader.fields if not k.startswith("GGUF.")} - {"general.file_type"}
+    for key in keys:
+        assert _field(reader, key) == _field(ref, key), key
+    want, got = _weights(full["path"]), _weights(summary["path"])
+    assert set(got) == set(want)
+    for name, (qtype, values) in got.items():
+        expected_type = gguf.GGMLQuantizationType.F32 if values.ndim == 1 else matrix_type
+        if variant == "q4_0" and name == "output.weight":  # kept at Q8_0, like llama-quantize keeps it higher
+            expected_type = gguf.GGMLQuantizationType.Q8_0
+        assert qtype == expected_type, name
+        reference = want[name][1]
+        assert values.shape == reference.shape, name
+        assert np.abs(values - reference).max() <= rel_err * np.abs(reference).max(), name
+    assert summary["unquantized_matrices"] == 0  # every tiny-model row is a multiple of 32
+
+
+def test_sizes_shrink_and_files_are_readable_by_others(exported: dict) -> None:
+    v = exported["variants"]
+    assert v["full"]["dtype"] == "f32" and v["full"]["n_params"] < 1_000_000  # tiny: auto picks F32
+    assert v["q4_0"]["bytes"] < v["q8_0"]["bytes"] < v["full"]["bytes"]
+    assert v["q8_0"]["bytes"] < 0.35 * v["full"]["bytes"]  # 8.5 bits/weight vs 32, plus the shared vocabulary
+    # Ollama / llama.cpp often run as another user: what the fixture wrote under umask 022 is world-readable.
+    for path in [*(Path(s["path"]) for s in v.values()), exported["hf_dir"] / "model.safetensors"]:
+        mode = path.stat().st_mode
+        assert mode & stat.S_IROTH and stat.S_IMODE(mode) == 0o644, path
+    assert not [p for p in Path(v["full"]["path"]).parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_rows_not_multiple_of_block_stay_unquantized(tmp_path: Path) -> None:
+    odd = np.ones((8, 40), dtype=np.float32)
+    assert tensor_type("blk.0.ffn_down.weight", odd, "q8_0", tied=False) == gguf.GGMLQuantizationType.F16
+    assert tensor_type("blk.0.ffn_down.weight", odd, "q4_0", tied=False) == gguf.GGMLQuantizationType.F16
+    assert tensor_type("blk.0.ffn_down.weight", odd, "f32", tied=False) == gguf.GGMLQuantizationType.F32
+    assert tensor_type("blk.0.attn_norm.weight", np.ones(64), "q4_0", tied=False) == gguf.GGMLQuantizationType.F32
+    even = np.ones((8, 64), dtype=np.float32)
+    assert tensor_type("token_embd.weight", even, "q4_0", tied=True) == gguf.GGMLQuantizationType.Q8_0
+    assert tensor_type("token_embd.weight", even, "q4_0", tied=False) == gguf.GGMLQuantizationType.Q4_0
+
+
+def test_auto_dtype_picks_f16_for_large_models(tmp_path: Path, exported: dict, spm_model: Path, monkeypatch) -> None:
+    assert resolve_dtype("auto", F16_ABOVE_PARAMS) == "f32" and resolve_dtype("auto", F16_ABOVE_PARAMS + 1) == "f16"
+    assert resolve_dtype("f32", 10**12) == "f32"
+    monkeypatch.setattr("gocoder_assets.gguf_model.export.F16_ABOVE_PARAMS", 1000)
+    out = export_variants(exported["hf_dir"], spm_model, tmp_path, stem="m")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.Q4_0.gguf", "m.Q8_0.gguf", "m.gguf"]
+    assert out["full"]["dtype"] == "f16"
+    assert _field(gguf.GGUFReader(out["full"]["path"]), "general.file_type") == int(gguf.LlamaFileType.MOSTLY_F16)
+    with pytest.raises(ValueError, match="dtype"):
+        export_variants(exported["hf_dir"], spm_model, tmp_path / "x", dtype="q8")
+
+
+def test_report_fails_on_a_broken_rule() -> None:
+    """The pass/fail rules, without llama.cpp: Q8_0 off by more than 1% fails, Q4_0 is never judged."""
+    ok = Report(texts_checked=3, markers_ok=True, max_abs_logit_diff=1e-4, generated="x")
+    ok.ppl = {"f32": 10.0, "q8_0": 10.09, "q4_0": 30.0}
+    assert ok.passed
+    ok.ppl["q8_0"] = 10.2
+    assert [f for f in ok.failures() if "Q8_0" in f]
+    assert not Report().passed
+
+
+def test_llama_cpp_check_warns_without_llama_cpp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the package the check fails with WARN and names the install command: it never pretends to pass."""
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # makes `import llama_cpp` raise ImportError
+    result = gguf_llama_cpp(storage=StorageResource(root=str(tmp_path)))
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
+    assert 'pip install -e ".[serve]"' in result.description

@@ -1,4 +1,4 @@
-"""End to end: the seven assets materialized by Dagster on a real slice of Go code."""
+"""End to end: the assets materialized by Dagster on a real slice of Go code."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from safetensors.numpy import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from gocoder_assets.categorized_records.serialize import MARKERS, readable, render_code
+from gocoder_assets.gguf_model.assets import SERVED_VARIANT, VARIANT_NAMES
 from gocoder_assets.gguf_model.export import gguf_name
 from gocoder_assets.packed_shards.shard_format import open_shard, read_header
 from gocoder_assets.partitions import REPOS
@@ -24,7 +25,10 @@ from gocoder_assets.tokenizer_model.encode import RecordCodec
 from gocoder_assets.tokenizer_model.train import load_processor
 from gocoder_assets_tests.conftest import GO_SLICE, Built
 
-ASSETS = ["repo_list", "raw_prs", "categorized_records", "tokenizer_model", "packed_shards", "checkpoint", "gguf_model"]
+ASSETS = [
+    "repo_list", "raw_prs", "categorized_records", "tokenizer_model", "packed_shards", "checkpoint", "gguf_model",
+    "license_manifest", "model_card",
+]  # fmt: skip
 PER_REPO = ["raw_prs", "categorized_records", "packed_shards"]
 
 
@@ -158,7 +162,10 @@ def test_gguf_matches_the_checkpoint(built: Built) -> None:
             AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)(ids).logits,
             original(ids).logits,
         )
-    assert f"FROM ./{path.name}" in (built.layout.gguf_dir / "Modelfile").read_text()
+    modelfile = (built.layout.gguf_dir / "Modelfile").read_text()
+    assert f"FROM ./{VARIANT_NAMES[SERVED_VARIANT]}" in modelfile and 'TEMPLATE "{{ .Prompt }}"' in modelfile
+    for name in VARIANT_NAMES.values():  # every variant readable by a server running as another user
+        assert (built.layout.gguf_dir / name).stat().st_mode & 0o004, name
 
 
 @pytest.mark.parametrize("asset", ["raw_prs", "categorized_records", "packed_shards"])

@@ -19,7 +19,7 @@ import pytest
 from gocoder_assets_tests.conftest import Built
 
 ASSET_NAMES = ["repo_list", "raw_prs", "categorized_records", "dedup_index", "tokenizer_model", "packed_shards",
-               "checkpoint", "gguf_model"]  # fmt: skip
+               "checkpoint", "gguf_model", "license_manifest", "model_card"]  # fmt: skip
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 QUERY = """{ assetNodes { assetKey { path } isPartitioned
@@ -77,8 +77,9 @@ def test_webserver_shows_every_asset_partition_and_check(webserver: int) -> None
             stats = node["partitionStats"]
             assert stats["numMaterialized"] == stats["numPartitions"] == 5, name
     checks = {c["name"]: c for n in data for c in n["assetChecksOrError"]["checks"]}
-    assert len(checks) == 13
-    assert checks["tokenizer_round_trip"]["executionForLatestMaterialization"]["status"] == "SUCCEEDED"
+    assert len(checks) == 14
+    for name in ("tokenizer_round_trip", "gguf_llama_cpp"):  # llama.cpp verified the exported GGUFs
+        assert checks[name]["executionForLatestMaterialization"]["status"] == "SUCCEEDED", name
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (.ci/setup installs it)")
@@ -102,6 +103,11 @@ def test_the_ui_renders_the_assets_and_their_checks(webserver: int, tmp_path: Pa
         if skip.count():
             skip.first.click()
         page.screenshot(path=str(tmp_path / "checks.png"))
+        # The llama.cpp verification of the GGUFs, green where a user looks for it.
+        page.goto(f"http://127.0.0.1:{webserver}/assets/gguf_model?view=checks", wait_until="networkidle")
+        page.get_by_text("gguf_llama_cpp").first.wait_for(timeout=60_000)
+        page.get_by_text("Succeeded", exact=True).first.wait_for(timeout=60_000)
+        page.screenshot(path=str(tmp_path / "gguf_checks.png"))
         # The checkpoint's loss curve: a PNG in markdown metadata, opened the way a person opens it.
         page.goto(f"http://127.0.0.1:{webserver}/assets/checkpoint", wait_until="networkidle")
         page.get_by_placeholder("Filter metadata keys").fill("loss_curve")

@@ -16,6 +16,10 @@ with no special casing, like ``<s>``/``</s>``/``<pad>``; nothing is USER_DEFINED
 CONTROL token's text only when asked to parse special tokens (``llama_tokenize(..., parse_special=true)``,
 what a prompt with ``<CODE><REPO>acme/x`` needs); without it the text is tokenized as plain text, as
 the training data was: there a marker id only ever stood for structure, never for text.
+
+Variants (:func:`export_variants`): the full-precision file plus Q8_0 and Q4_0, all quantized here with
+gguf-py's pure-Python quantizers, so no llama.cpp build is needed to export. Every variant goes through
+one writer (:func:`_write`), so metadata and tokenizer can never differ between them.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -157,30 +162,45 @@ def _read_tensors(hf_dir: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def export_gguf(
-    hf_dir: Path, spm_model: Path, out_path: Path, *, name: str = "gocoder", dtype: str = "f32"
-) -> dict[str, Any]:
-    """Write ``out_path`` atomically and return a summary.
+Q = gguf.GGMLQuantizationType
+# Variant → (file name suffix, general.file_type, type of 2-D matrices). "" is the full-precision file.
+VARIANTS: dict[str, tuple[str, gguf.LlamaFileType, Q]] = {
+    "f32": ("", gguf.LlamaFileType.ALL_F32, Q.F32),
+    "f16": ("", gguf.LlamaFileType.MOSTLY_F16, Q.F16),
+    "q8_0": (".Q8_0", gguf.LlamaFileType.MOSTLY_Q8_0, Q.Q8_0),
+    "q4_0": (".Q4_0", gguf.LlamaFileType.MOSTLY_Q4_0, Q.Q4_0),
+}
+# Above this many parameters the full-precision file is F16: F32 doubles the size of a file that only
+# reference checks need, while for small models F32 keeps llama.cpp's logits within 1e-3 of torch's.
+F16_ABOVE_PARAMS = 50_000_000
 
-    ``dtype="f16"`` halves the file by storing matrices as F16; 1-D norms stay F32, as llama.cpp's
-    converter does, because ggml's norm kernels expect F32.
-    """
-    if dtype not in ("f32", "f16"):
-        raise ValueError(f"dtype must be 'f32' or 'f16', not {dtype!r}")
-    hf_dir, out_path = Path(hf_dir), Path(out_path)
+
+@dataclass
+class LoadedCheckpoint:
+    """Everything a GGUF needs, read once and shared by all variants (no duplicated writer code)."""
+
+    cfg: dict[str, Any]
+    sp: spm.SentencePieceProcessor
+    tensors: dict[str, np.ndarray]  # GGUF names, float32, q/k already permuted for llama.cpp
+    n_params: int
+
+    @property
+    def tied(self) -> bool:
+        return "output.weight" not in self.tensors
+
+
+def load_checkpoint(hf_dir: Path, spm_model: Path) -> LoadedCheckpoint:
+    """Read config, tokenizer and weights; validate what llama.cpp's llama architecture can express."""
+    hf_dir = Path(hf_dir)
     cfg = json.loads((hf_dir / "config.json").read_text())
     if cfg.get("model_type") != "llama" or cfg.get("hidden_act", "silu") != "silu":
         raise ValueError("only llama checkpoints with SiLU MLPs are supported")
     n_head = cfg["num_attention_heads"]
     n_kv = cfg.get("num_key_value_heads") or n_head
-    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // n_head
     tied = bool(cfg.get("tie_word_embeddings", False))
-
     sp = spm.SentencePieceProcessor(model_file=str(spm_model))
-    n_vocab = sp.get_piece_size()
-    if n_vocab != cfg["vocab_size"]:
-        raise ValueError(f"tokenizer has {n_vocab} pieces, model vocab_size is {cfg['vocab_size']}")
-
+    if sp.get_piece_size() != cfg["vocab_size"]:
+        raise ValueError(f"tokenizer has {sp.get_piece_size()} pieces, model vocab_size is {cfg['vocab_size']}")
     tensors: dict[str, np.ndarray] = {}
     for hf_name, w in _read_tensors(hf_dir).items():
         gname = gguf_name(hf_name)
@@ -188,16 +208,53 @@ def export_gguf(
             continue
         if gname.split(".")[-2] in ("attn_q", "attn_k"):
             w = permute(w, n_head if ".attn_q." in gname else n_kv)
-        if dtype == "f16" and w.ndim == 2:
-            w = w.astype(np.float16)
-        tensors[gname] = np.ascontiguousarray(w)
+        tensors[gname] = np.ascontiguousarray(w, dtype=np.float32)
     if not tied and "output.weight" not in tensors:
         raise ValueError("untied checkpoint without lm_head.weight")
+    return LoadedCheckpoint(cfg, sp, tensors, sum(w.size for w in tensors.values()))
 
+
+def resolve_dtype(dtype: str, n_params: int) -> str:
+    """``auto`` → F16 above :data:`F16_ABOVE_PARAMS` parameters, else F32; ``f32``/``f16`` as given."""
+    if dtype == "auto":
+        return "f16" if n_params > F16_ABOVE_PARAMS else "f32"
+    if dtype not in ("f32", "f16"):
+        raise ValueError(f"dtype must be 'auto', 'f32' or 'f16', not {dtype!r}")
+    return dtype
+
+
+def tensor_type(name: str, w: np.ndarray, variant: str, tied: bool) -> Q:
+    """The GGML type of one tensor in ``variant``.
+
+    1-D tensors (norms) stay F32: ggml's norm kernels want F32, as llama.cpp's converter keeps them.
+    A block type needs rows (ggml's ne[0], numpy's last axis) in multiples of 32; other matrices stay F16
+    (F32 in the f32 file) and are counted in the summary. In Q4_0 the output projection (the embedding
+    when tied) is Q8_0, like llama-quantize, which keeps it at higher precision (Q6_K, which gguf-py
+    cannot write) because 4-bit logits cost the most quality per byte saved.
+    """
+    wanted = VARIANTS[variant][2]
+    if w.ndim < 2:
+        return Q.F32
+    if wanted == Q.Q4_0 and name == ("token_embd.weight" if tied else "output.weight"):
+        wanted = Q.Q8_0
+    block = gguf.GGML_QUANT_SIZES[wanted][0]
+    if w.shape[-1] % block:
+        return Q.F32 if variant == "f32" else Q.F16
+    return wanted
+
+
+def _write(ckpt: LoadedCheckpoint, out_path: Path, name: str, variant: str) -> dict[str, Any]:
+    """Write one variant atomically: identical llama + tokenizer metadata, tensors in the variant's types."""
+    cfg, sp = ckpt.cfg, ckpt.sp
+    n_vocab = sp.get_piece_size()
+    n_head = cfg["num_attention_heads"]
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // n_head
+    types: dict[str, int] = {}
+    kept = 0
     with atomic_file(out_path) as tmp:
         writer = gguf.GGUFWriter(tmp, "llama")
         writer.add_name(name)
-        writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if dtype == "f16" else gguf.LlamaFileType.ALL_F32)
+        writer.add_file_type(VARIANTS[variant][1])
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         writer.add_vocab_size(n_vocab)
         writer.add_context_length(cfg["max_position_embeddings"])
@@ -205,7 +262,7 @@ def export_gguf(
         writer.add_block_count(cfg["num_hidden_layers"])
         writer.add_feed_forward_length(cfg["intermediate_size"])
         writer.add_head_count(n_head)
-        writer.add_head_count_kv(n_kv)
+        writer.add_head_count_kv(cfg.get("num_key_value_heads") or n_head)
         writer.add_layer_norm_rms_eps(float(cfg["rms_norm_eps"]))
         writer.add_rope_freq_base(_rope_theta(cfg))
         writer.add_rope_dimension_count(head_dim)
@@ -230,19 +287,56 @@ def export_gguf(
         writer.add_add_eos_token(False)
         writer.add_add_space_prefix(False)
 
-        for gname, w in tensors.items():
-            writer.add_tensor(gname, w)
+        for gname, w in ckpt.tensors.items():
+            qtype = tensor_type(gname, w, variant, ckpt.tied)
+            types[qtype.name] = types.get(qtype.name, 0) + 1
+            kept += w.ndim == 2 and qtype != VARIANTS[variant][2] and qtype != Q.Q8_0
+            if qtype in (Q.F32, Q.F16):
+                writer.add_tensor(gname, gguf.quants.quantize(w, qtype))
+            else:  # uint8 blocks: gguf-py derives the element shape from the byte shape and raw_dtype
+                writer.add_tensor(gname, gguf.quants.quantize(w, qtype), raw_dtype=qtype)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
     return {
         "path": str(out_path),
-        "n_tensors": len(tensors),
+        "n_tensors": len(ckpt.tensors),
         "bytes": out_path.stat().st_size,
         "vocab_size": n_vocab,
-        "dtype": dtype,
+        "dtype": variant,
+        "file_type": VARIANTS[variant][1].name,
+        "tensor_types": types,
+        "unquantized_matrices": int(kept),
+        "n_params": ckpt.n_params,
     }
+
+
+def export_gguf(
+    hf_dir: Path, spm_model: Path, out_path: Path, *, name: str = "gocoder", dtype: str = "f32"
+) -> dict[str, Any]:
+    """Write one GGUF (``dtype``: auto, f32, f16, q8_0 or q4_0) atomically and return its summary."""
+    if dtype not in ("auto", *VARIANTS):
+        raise ValueError(f"dtype must be 'auto' or one of {list(VARIANTS)}, not {dtype!r}")
+    ckpt = load_checkpoint(hf_dir, spm_model)
+    variant = dtype if dtype in ("q8_0", "q4_0") else resolve_dtype(dtype, ckpt.n_params)
+    return _write(ckpt, Path(out_path), name, variant)
+
+
+def export_variants(
+    hf_dir: Path, spm_model: Path, out_dir: Path, *, stem: str = "gocoder", name: str = "gocoder", dtype: str = "auto"
+) -> dict[str, dict[str, Any]]:
+    """Write ``<stem>.gguf`` (full precision, see :func:`resolve_dtype`), ``<stem>.Q8_0.gguf`` and
+    ``<stem>.Q4_0.gguf``; the checkpoint is read once. Keys: ``full``, ``q8_0``, ``q4_0``.
+    """
+    if dtype != "auto":
+        resolve_dtype(dtype, 0)  # validate before reading anything
+    ckpt = load_checkpoint(hf_dir, spm_model)
+    full = resolve_dtype(dtype, ckpt.n_params)
+    out: dict[str, dict[str, Any]] = {}
+    for key, variant in (("full", full), ("q8_0", "q8_0"), ("q4_0", "q4_0")):
+        out[key] = _write(ckpt, Path(out_dir) / f"{stem}{VARIANTS[variant][0]}.gguf", name, variant)
+    return out
 
 
 def write_modelfile(gguf_path: Path, out_path: Path, num_ctx: int, *, temperature: float = 0.2) -> str:
@@ -250,6 +344,8 @@ def write_modelfile(gguf_path: Path, out_path: Path, num_ctx: int, *, temperatur
 
     The stop string and the context limit are read from the GGUF itself, so the Modelfile cannot
     disagree with the model it points at. FROM is relative to the Modelfile, as Ollama resolves it.
+    ``TEMPLATE "{{ .Prompt }}"`` makes it plain completion: this is a base model trained on raw
+    records, and Ollama would otherwise wrap prompts in a chat template the model never saw.
     """
     gguf_path, out_path = Path(gguf_path), Path(out_path)
     reader = gguf.GGUFReader(gguf_path)
@@ -271,6 +367,7 @@ def write_modelfile(gguf_path: Path, out_path: Path, num_ctx: int, *, temperatur
         f"PARAMETER num_ctx {num_ctx}\n"
         f"PARAMETER stop {json.dumps(eos_piece)}\n"
         f"PARAMETER temperature {temperature}\n"
+        'TEMPLATE "{{ .Prompt }}"\n'
     )
     with atomic_file(out_path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -30,7 +30,7 @@ class PackConfig(dg.Config):
 
 @per_repo_asset(
     deps=[repo_list, categorized_records, dedup_index, tokenizer_model],
-    code_version="4",
+    code_version="5",
     group_name="tokenize",
     kinds={"numpy"},
 )
@@ -38,8 +38,8 @@ def packed_shards(
     context: dg.AssetExecutionContext, config: PackConfig, storage: StorageResource
 ) -> dg.MaterializeResult:
     """Records encoded (``RecordCodec``: content runs, marker control ids) and EOS-separated, with a
-    record index (boundaries, categories) beside each shard; the manifest names the split, the tokenizer
-    hash and the tokens per category."""
+    record index (boundaries, categories, provenance: path, PR, commit, license) beside each shard; the
+    manifest names the split, the tokenizer hash and the tokens per category."""
     require_upstream_checks_passed(context)
     layout = storage.layout()
     splits = assign_splits(list(read_repo_list(layout.repo_list_file)), config.val_fraction)

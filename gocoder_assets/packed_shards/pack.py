@@ -18,6 +18,7 @@ import numpy as np
 from gocoder_assets.packed_shards.shard_format import (
     CATEGORIES,
     MAX_VOCAB,
+    PROVENANCE_COLUMNS,
     category_codes,
     write_index,
     write_shard,
@@ -72,6 +73,10 @@ def pack_partition(
 
     The index is written first and the shard second (each atomically), and the caller writes the
     manifest last: a reader that finds a manifest finds both, and a shard never lacks its index.
+
+    Each record's provenance columns (``PROVENANCE_COLUMNS``) that the Parquet has are copied into the
+    index, so every token position can be traced to its repository, path, commit and license; a column
+    the input lacks (a hand-made test file) is left null rather than failing the pack.
     """
     import pyarrow.parquet as pq  # noqa: PLC0415
 
@@ -83,22 +88,27 @@ def pack_partition(
     categories: list[str] = []
     kinds: list[str] = []
     n_text_tokens = 0
-    columns = ["record_id", "category", "kind", "text"]
-    for batch in pq.ParquetFile(parquet_path).iter_batches(columns=columns, batch_size=batch_records):
+    source = pq.ParquetFile(parquet_path)
+    traced = [c for c, _ in PROVENANCE_COLUMNS if c in source.schema_arrow.names]
+    provenance: dict[str, list[Any]] = {c: [] for c in traced}
+    columns = ["record_id", "category", "kind", "text", *traced]
+    for batch in source.iter_batches(columns=columns, batch_size=batch_records):
         rows = zip(*(batch.column(c).to_pylist() for c in columns), strict=True)
         kept = [row for row in rows if row[0] not in skip]
-        for ids in codec.encode([t for *_, t in kept]):
+        for ids in codec.encode([row[3] for row in kept]):
             chunks.append(np.asarray([*ids, eos], dtype=np.uint16))
             n_text_tokens += len(ids)
         record_ids.extend(row[0] for row in kept)
         categories.extend(row[1] for row in kept)
         kinds.extend(row[2] for row in kept)
+        for i, c in enumerate(traced, start=4):
+            provenance[c].extend(row[i] for row in kept)
     lengths = np.fromiter((c.size for c in chunks), dtype=np.int64, count=len(chunks))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if chunks else lengths
     tokens = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint16)
     codes = category_codes(categories)  # an unknown category fails here, before anything is written
     by_category = np.bincount(codes, weights=lengths, minlength=len(CATEGORIES))
-    write_index(shard_path, record_ids, categories, starts, lengths, kinds)
+    write_index(shard_path, record_ids, categories, starts, lengths, kinds, provenance)
     write_shard(shard_path, tokens)
     return PackStats(
         records=len(record_ids),

@@ -12,14 +12,17 @@ the shard is independent of any model's context length.
 Beside each shard, ``records.parquet`` (the *record index*) keeps what the flat stream
 loses: where each record starts, how many tokens it has (its trailing EOS included) and
 its category. Training samples by category and evaluation reports per category from it;
-llm.c-style readers that only know the ``.bin`` are unaffected.
+llm.c-style readers that only know the ``.bin`` are unaffected. It also carries each record's
+provenance (``PROVENANCE_COLUMNS``: repository, path, PR, commit, license), so any token position
+traces back to what it came from (``provenance.trace``) without re-reading categorized_records.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +38,12 @@ HEADER_BYTES = HEADER_INTS * 4
 TOKEN_DTYPE = np.uint16
 MAX_VOCAB = int(np.iinfo(TOKEN_DTYPE).max) + 1
 INDEX_FILE = "records.parquet"
+# Per-record provenance in the index: (column, Arrow type name). Repository-level facts (url, fetched_at,
+# stars) stay in repo_list; these are what differs per record or what a trace must show on its own.
+PROVENANCE_COLUMNS = (
+    ("repo", "string"), ("path", "string"), ("pr_number", "int64"), ("commit_sha", "string"),
+    ("license", "string"), ("license_key", "string"),
+)  # fmt: skip
 
 
 class ShardFormatError(ValueError):
@@ -98,11 +107,14 @@ def write_index(
     starts: Sequence[int] | np.ndarray,
     lengths: Sequence[int] | np.ndarray,
     kinds: Sequence[str] | None = None,
+    provenance: Mapping[str, Sequence[Any]] | None = None,
 ) -> None:
     """Write the record index for ``shard_path`` atomically (before the shard: see pack_partition).
 
-    ``kinds`` (file, change, issue, doc, overview) let metadata report record sizes per kind; optional,
-    since samplers and checks need only categories and boundaries."""
+    ``kinds`` (file, change, issue, doc, overview) let metadata report record sizes per kind, and
+    ``provenance`` (``PROVENANCE_COLUMNS`` by name, one value per record) lets a token be traced to its
+    source; both optional (missing columns are nulls), since samplers and checks need only categories
+    and boundaries."""
     import pyarrow as pa  # noqa: PLC0415
     import pyarrow.parquet as pq  # noqa: PLC0415
 
@@ -110,15 +122,23 @@ def write_index(
     if not len(categories) == len(starts) == len(lengths) == n:
         raise ValueError(f"index columns differ in length: {n}, {len(categories)}, {len(starts)}, {len(lengths)}")
     category_codes(categories)  # validate before anything is written
-    table = pa.table(
-        {
-            "record_id": pa.array(list(record_ids), pa.string()),
-            "category": pa.array(list(categories), pa.string()),
-            "start": pa.array(np.asarray(starts, dtype=np.int64), pa.int64()),
-            "tokens": pa.array(np.asarray(lengths, dtype=np.int32), pa.int32()),
-            "kind": pa.array(list(kinds) if kinds is not None else [None] * n, pa.string()),
-        }
-    )
+    provenance = dict(provenance or {})
+    unknown = sorted(set(provenance) - {name for name, _ in PROVENANCE_COLUMNS})
+    if unknown:
+        raise ValueError(f"unknown provenance columns {unknown}; known: {[c for c, _ in PROVENANCE_COLUMNS]}")
+    bad = sorted(c for c, v in provenance.items() if len(v) != n)
+    if bad:
+        raise ValueError(f"provenance columns {bad} do not have one value per record ({n})")
+    columns = {
+        "record_id": pa.array(list(record_ids), pa.string()),
+        "category": pa.array(list(categories), pa.string()),
+        "start": pa.array(np.asarray(starts, dtype=np.int64), pa.int64()),
+        "tokens": pa.array(np.asarray(lengths, dtype=np.int32), pa.int32()),
+        "kind": pa.array(list(kinds) if kinds is not None else [None] * n, pa.string()),
+    }
+    for name, type_name in PROVENANCE_COLUMNS:
+        columns[name] = pa.array(list(provenance.get(name, [None] * n)), pa.type_for_alias(type_name))
+    table = pa.table(columns)
     with atomic_file(index_path(shard_path)) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 

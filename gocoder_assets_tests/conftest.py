@@ -84,78 +84,23 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
 
 # --- A tiny tokenizer + LlamaForCausalLM + its GGUF variants, shared by test_gguf_export and test_llama_cpp ---
 
-TINY_N_HEAD, TINY_N_KV = 4, 2
-
-
-def _tiny_go_records(n_funcs: int = 200) -> list[str]:
-    """Stored CODE records (markers as sentinels) of generated Go."""
-    import random  # noqa: PLC0415
-
-    from gocoder_assets.categorized_records.serialize import render_code  # noqa: PLC0415
-
-    rng = random.Random(0)
-    names = ["handler", "ctx", "err", "value", "reader", "buf", "conn", "server"]
-    out = []
-    for i in range(n_funcs):
-        a, b = rng.choice(names), rng.choice(names)
-        body = [f'package {a}\n\nimport "fmt"\n\n', f"func {a.title()}{i}({b} int) (string, error) {{\n"]
-        body.append(f'\tif {b} > {rng.randint(0, 99)} {{\n\t\treturn "", fmt.Errorf("{a}: %d", {b})\n\t}}\n')
-        body.append(f'\tfor i := 0; i < {b}; i++ {{\n\t\t{a}Count += i\n\t}}\n\treturn "{a}", nil\n}}\n')
-        out.append(render_code(f"example/{a}", f"pkg/{a}_{i}.go", "".join(body)))
-    return out
-
 
 @pytest.fixture(scope="session")
 def tiny_spm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 400-piece SentencePiece model with the record markers as control symbols."""
-    from gocoder_assets.categorized_records.serialize import MARKERS  # noqa: PLC0415
-    from gocoder_assets.tokenizer_model.train import (  # noqa: PLC0415
-        MODEL_FILE,
-        TokenizerOptions,
-        record_chunks,
-        train_tokenizer,
-    )
+    from gocoder_assets_tests.tiny_model import train_tiny_tokenizer  # noqa: PLC0415
 
-    d = tmp_path_factory.mktemp("tiny_spm")
-    lines = [line for record in _tiny_go_records() for line in record_chunks(record, 1, 16384) if line.strip()]
-    train_tokenizer(lines, d, list(MARKERS), TokenizerOptions(vocab_size=400))
-    return d / MODEL_FILE
+    return train_tiny_tokenizer(tmp_path_factory.mktemp("tiny_spm"))
 
 
 @pytest.fixture(scope="session")
 def save_tiny_llama():
     """``save(dir, sp, tied=...) -> model``: a random 2-layer LlamaForCausalLM saved as train.py saves it."""
-    import torch  # noqa: PLC0415
-    from transformers import LlamaConfig, LlamaForCausalLM  # noqa: PLC0415
-
-    from gocoder_assets.gguf_model.export import NORMAL, piece_types  # noqa: PLC0415
     from gocoder_assets.storage import atomic_dir  # noqa: PLC0415
+    from gocoder_assets_tests.tiny_model import tiny_llama  # noqa: PLC0415
 
     def save(d: Path, sp, *, tied: bool):
-        torch.manual_seed(0)
-        cfg = LlamaConfig(
-            hidden_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=TINY_N_HEAD,
-            num_key_value_heads=TINY_N_KV,
-            intermediate_size=128,
-            vocab_size=sp.get_piece_size(),
-            max_position_embeddings=64,
-            rms_norm_eps=1e-5,
-            bos_token_id=sp.bos_id(),
-            eos_token_id=sp.eos_id(),
-            pad_token_id=sp.pad_id(),
-            tie_word_embeddings=tied,
-        )
-        model = LlamaForCausalLM(cfg).eval()
-        with torch.no_grad():  # random norms, so a swapped or missing norm tensor changes the logits
-            for name, p in model.named_parameters():
-                if name.endswith("norm.weight"):
-                    p.uniform_(0.5, 1.5)
-            if not tied:
-                # Logit exactly 0 for non-NORMAL pieces, so greedy text never stops at EOS/markers/bytes.
-                special = [i for i, t in enumerate(piece_types(sp)) if t != NORMAL]
-                model.lm_head.weight[special] = 0
+        model = tiny_llama(sp, tied=tied)
         with atomic_dir(d) as tmp:  # as checkpoint/train.py writes the HF dir (file modes included)
             model.save_pretrained(tmp, safe_serialization=True)
         return model

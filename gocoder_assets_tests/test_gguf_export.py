@@ -37,10 +37,9 @@ from gocoder_assets.gguf_model.export import (
 from gocoder_assets.gguf_model.verify import Report
 from gocoder_assets.resources import StorageResource
 from gocoder_assets.tokenizer_model.encode import RecordCodec
-from gocoder_assets_tests.conftest import TINY_N_HEAD, TINY_N_KV
+from gocoder_assets_tests.tiny_model import N_HEAD, N_KV
 
 MARKERS = list(SERIALIZED_MARKERS)
-N_HEAD, N_KV = TINY_N_HEAD, TINY_N_KV
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ from gocoder_assets.gguf_model.export import NORMAL, export_gguf, piece_types, w
 from gocoder_assets.tokenizer_model.train import MODEL_FILE, TokenizerOptions, record_chunks, train_tokenizer
 
 CONTEXT = 64
+N_HEAD, N_KV = 4, 2
 
 
 @dataclasses.dataclass
@@ -52,32 +53,46 @@ def go_records(n_funcs: int = 200) -> list[str]:
     return out
 
 
-def build_tiny_model(root: Path, *, vocab_size: int = 400, dtype: str = "f32") -> TinyModel:
-    hf_dir = Path(root) / "hf"
-    hf_dir.mkdir(parents=True)
+def train_tiny_tokenizer(out_dir: Path, vocab_size: int = 400) -> Path:
+    """A SentencePiece model (markers as control symbols) plus its HF files in ``out_dir``; its path."""
     lines = [line for record in go_records() for line in record_chunks(record, 1, 16384) if line.strip()]
-    train_tokenizer(lines, hf_dir, list(MARKERS), TokenizerOptions(vocab_size=vocab_size))
-    sp = spm.SentencePieceProcessor(model_file=str(hf_dir / MODEL_FILE))
+    train_tokenizer(lines, out_dir, list(MARKERS), TokenizerOptions(vocab_size=vocab_size))
+    return out_dir / MODEL_FILE
 
+
+def tiny_llama(sp: spm.SentencePieceProcessor, *, tied: bool = False, context: int = CONTEXT) -> LlamaForCausalLM:
+    """A random 2-layer GQA Llama for ``sp`` (random norms, so a swapped or missing norm changes the logits)."""
     torch.manual_seed(0)
     cfg = LlamaConfig(
         hidden_size=64,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=N_HEAD,
+        num_key_value_heads=N_KV,
         intermediate_size=128,
         vocab_size=sp.get_piece_size(),
-        max_position_embeddings=CONTEXT,
+        max_position_embeddings=context,
         rms_norm_eps=1e-5,
         bos_token_id=sp.bos_id(),
         eos_token_id=sp.eos_id(),
         pad_token_id=sp.pad_id(),
-        tie_word_embeddings=False,
+        tie_word_embeddings=tied,
     )
     model = LlamaForCausalLM(cfg).eval()
-    not_normal = torch.tensor([i for i, kind in enumerate(piece_types(sp)) if kind != NORMAL])
     with torch.no_grad():
-        model.lm_head.weight[not_normal] = 0.0
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.uniform_(0.5, 1.5)
+        if not tied:  # logit exactly 0 for non-NORMAL pieces: greedy text never stops at EOS/markers/bytes
+            not_normal = torch.tensor([i for i, kind in enumerate(piece_types(sp)) if kind != NORMAL])
+            model.lm_head.weight[not_normal] = 0.0
+    return model
+
+
+def build_tiny_model(root: Path, *, vocab_size: int = 400, dtype: str = "f32") -> TinyModel:
+    hf_dir = Path(root) / "hf"
+    hf_dir.mkdir(parents=True)
+    sp = spm.SentencePieceProcessor(model_file=str(train_tiny_tokenizer(hf_dir, vocab_size)))
+    model = tiny_llama(sp)
     model.save_pretrained(hf_dir, safe_serialization=True)
 
     gguf_path = Path(root) / "gguf" / "gocoder.gguf"

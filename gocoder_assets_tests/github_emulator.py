@@ -11,10 +11,10 @@ RATE_LIMITED) into a seeded fraction of API requests.
 
 from __future__ import annotations
 
-import base64
 import collections
 import contextlib
 import email.utils
+import gzip
 import json
 import os
 import random
@@ -31,57 +31,30 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import graphql
-
 from gocoder_assets.sources.github.client import RetrySettings
 from gocoder_assets.sources.github.settings import GitHubSettings
 from gocoder_assets_tests.github_emulator_data import Repo
+from gocoder_assets_tests.github_emulator_graphql import SCHEMA_FILE, Graph, load_schema
 from gocoder_assets_tests.github_emulator_rest import RestRoutes
 
+__all__ = ["FAULTS", "Emulator", "ensure_schema", "load_schema", "source_settings"]
+
 FAULTS = ("429", "403_primary", "403_secondary", "502", "503", "reset", "timeout", "truncated", "gql_limited")
-SCHEMA_FILE = Path(__file__).resolve().parents[1] / ".ci/node/node_modules/@octokit/graphql-schema/schema.graphql"
-_schema: graphql.GraphQLSchema | None = None
-
-
-def load_schema() -> graphql.GraphQLSchema:
-    """GitHub's published schema (``.ci/setup-github-schema`` installs it); built once per process.
-
-    ``assume_valid_sdl``: the published SDL declares two fields twice (harmless duplicates)."""
-    global _schema
-    if _schema is None:
-        _schema = graphql.build_schema(SCHEMA_FILE.read_text(), assume_valid_sdl=True)
-    return _schema
-
-
-def _cursor(n: int) -> str:
-    return base64.b64encode(f"cursor:v2:{n}".encode()).decode()
-
-
-def connection(items: list[dict[str, Any]]):
-    def resolve(first: int | None = None, after: str | None = None, **_: Any) -> dict[str, Any]:
-        if first is None or not 1 <= first <= 100:
-            raise ValueError("You must provide a `first` value between 1 and 100")
-        start = int(base64.b64decode(after).decode().rsplit(":", 1)[1]) if after else 0
-        page = items[start:start + first]
-        end = start + len(page)
-        return {"nodes": page, "totalCount": len(items), "pageInfo": {
-            "hasNextPage": end < len(items), "hasPreviousPage": start > 0,
-            "startCursor": _cursor(start + 1) if page else None, "endCursor": _cursor(end) if page else after}}
-    return resolve
-
-
-def _actor(login: str, bot: bool) -> dict[str, Any]:
-    return {"__typename": "Bot" if bot else "User", "login": login}
-
-
-def _field_resolver(source: Any, info: graphql.GraphQLResolveInfo, **args: Any) -> Any:
-    value = source.get(info.field_name) if isinstance(source, dict) else getattr(source, info.field_name, None)
-    return value(**args) if callable(value) else value
 
 
 class Emulator:
-    def __init__(self, repos: list[Repo], git_root: Path, token: str, *, fault_rate: float = 0.0, seed: int = 0,
-                 timeout_sleep: float = 1.2, delay: float = 0.0, round_robin: bool = False) -> None:
+    def __init__(
+        self,
+        repos: list[Repo],
+        git_root: Path,
+        token: str,
+        *,
+        fault_rate: float = 0.0,
+        seed: int = 0,
+        timeout_sleep: float = 1.2,
+        delay: float = 0.0,
+        round_robin: bool = False,
+    ) -> None:
         """``fault_rate`` of API requests (seeded) get a fault, chosen at random or, with ``round_robin``, each
         kind in turn (so a short run sees all of them). ``delay`` slows every API answer down."""
         self.repos = {r.full_name: r for r in repos}
@@ -89,7 +62,9 @@ class Emulator:
         self.fault_rate, self.timeout_sleep, self.delay = fault_rate, timeout_sleep, delay
         self.rng = random.Random(seed)
         self.round_robin, self._turn = round_robin, 0
-        self.schema = load_schema()  # before serving: building it takes a second
+        self.heavy: dict[str, int] = {}  # full name -> largest PR page GitHub computes in time (else 502)
+        self.graph = Graph(self.repos)  # before serving: building the schema takes a second
+        self.graph.remaining = lambda: self.remaining["graphql"]
         self.lock = threading.Lock()
         self.counts: collections.Counter[str] = collections.Counter()  # answered requests per route
         self.faults: collections.Counter[str] = collections.Counter()
@@ -101,8 +76,9 @@ class Emulator:
         self.server.emulator = self  # type: ignore[attr-defined]
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/"
         self.rest = RestRoutes(self)
-        self._nodes: dict[str, dict[str, Any]] = {}
-        self._graph = {name: self._repo_node(r) for name, r in self.repos.items()}
+        # git side (test_github_partial_clone): every oid a fetch asked for; oids whose fetch is refused
+        self.git_wants: collections.Counter[str] = collections.Counter()
+        self.refused_oids: set[str] = set()
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> Emulator:
@@ -121,64 +97,26 @@ class Emulator:
             return sum(n for k, n in self.counts.items() if k.startswith(prefix) and not k.startswith("git"))
 
     # --- GraphQL -------------------------------------------------------------------------------
-    def _repo_node(self, repo: Repo) -> dict[str, Any]:
-        def pr_node(pr: Any) -> dict[str, Any]:
-            base = f"{repo.id}_{pr.number}"
-            threads = [self._index({"__typename": "PullRequestReviewThread", "id": f"PRRT_{base}_{i}", "path": t.path,
-                                    "line": t.line, "comments": connection([
-                                        {"author": _actor(c.author, c.bot), "body": c.body, "createdAt": c.created_at,
-                                         "diffHunk": t.diff_hunk} for c in t.comments])})
-                       for i, t in enumerate(pr.threads)]
-            return self._index({
-                "__typename": "PullRequest", "id": f"PR_{base}", "number": pr.number, "title": pr.title,
-                "body": pr.body, "state": pr.state, "createdAt": pr.created_at, "mergedAt": pr.merged_at,
-                "baseRefOid": pr.base_oid, "headRefOid": pr.head_oid, "author": _actor(pr.author, pr.bot),
-                "comments": connection([{"author": _actor(c.author, c.bot), "body": c.body, "createdAt": c.created_at}
-                                        for c in pr.comments]),
-                "reviews": connection([{"author": _actor(c.author, c.bot), "body": c.body, "createdAt": c.created_at,
-                                        "state": state} for c, state in pr.reviews]),
-                "reviewThreads": connection(threads)})
+    def unavailable(self, full_name: str, kind: str) -> None:
+        """From now on ``full_name`` answers like a deleted ("NOT_FOUND") or DMCA-blocked ("FORBIDDEN")
+        repository does; search still lists it (the listing went stale)."""
+        self.graph.unavailable[full_name] = kind
 
-        def issue_node(issue: Any) -> dict[str, Any]:
-            return self._index({
-                "__typename": "Issue", "id": f"I_{repo.id}_{issue.number}", "number": issue.number,
-                "title": issue.title, "body": issue.body, "createdAt": issue.created_at,
-                "author": _actor(issue.author, False),
-                "comments": connection([{"author": _actor(c.author, c.bot), "body": c.body,
-                                         "createdAt": c.created_at} for c in issue.comments])})
-
-        prs = [pr_node(p) for p in sorted(repo.prs, key=lambda p: p.created_at, reverse=True)]
-        issues = [issue_node(i) for i in sorted(repo.issues, key=lambda i: i.created_at, reverse=True)]
-
-        def pull_requests(states: list[str] | None = None, **kw: Any) -> dict[str, Any]:
-            return connection([p for p in prs if not states or p["state"] in states])(**kw)
-
-        head = repo.head_oid or None
-        return self._index({
-            "__typename": "Repository", "id": repo.node_id, "nameWithOwner": repo.full_name,
-            "defaultBranchRef": {"name": repo.default_branch, "target": {"__typename": "Commit", "oid": head}}
-            if head else None,
-            "pullRequests": pull_requests, "issues": connection(issues)})
-
-    def _index(self, node: dict[str, Any]) -> dict[str, Any]:
-        self._nodes[node["id"]] = node
-        return node
+    def too_heavy(self, route: str, payload: dict[str, Any]) -> bool:
+        """Whether this PullRequests page is over the repository's ``heavy`` size: GitHub's 10-second limit."""
+        v = payload.get("variables") or {}
+        limit = self.heavy.get(f"{v.get('owner')}/{v.get('name')}")
+        too = route == "graphql:PullRequests" and limit is not None and int(v.get("first") or 0) > limit
+        if too:
+            with self.lock:
+                self.faults["heavy_502"] += 1
+        return too
 
     def graphql(self, payload: dict[str, Any]) -> dict[str, Any]:
-        root = {
-            "repository": lambda owner, name, **_: self._graph.get(f"{owner}/{name}"),
-            "nodes": lambda ids: [self._nodes.get(i) for i in ids],
-            "node": lambda id: self._nodes.get(id),
-            "rateLimit": lambda **_: {"cost": 1, "remaining": self.remaining["graphql"], "limit": 5000, "used": 0,
-                                      "nodeCount": 0, "resetAt": "2030-01-01T00:00:00Z"},
-        }
-        result = graphql.graphql_sync(self.schema, payload["query"], root_value=root,
-                                      variable_values=payload.get("variables"), field_resolver=_field_resolver)
-        out: dict[str, Any] = {"data": result.data}
-        if result.errors:
+        out, invalid = self.graph.execute(payload)
+        if invalid:
             with self.lock:
-                self.invalid_queries += [e.message for e in result.errors]
-            out["errors"] = [e.formatted for e in result.errors]
+                self.invalid_queries += invalid
         return out
 
     # --- faults ---------------------------------------------------------------------------------
@@ -235,8 +173,14 @@ class _Handler(BaseHTTPRequestHandler):
             return data
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None,
-              content_type: str = "application/json; charset=utf-8", length: int | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json; charset=utf-8",
+        length: int | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body) if length is None else length))
@@ -280,6 +224,9 @@ class _Handler(BaseHTTPRequestHandler):
             route, resource = f"graphql:{match.group(1) if match else 'anonymous'}", "graphql"
         else:
             route, resource = emu.rest.route(path), "search" if path.startswith("/search/") else "core"
+        if route.startswith("graphql") and emu.too_heavy(route, payload):
+            self._send(502, b"<html>We couldn't respond to your request in time.</html>", content_type="text/html")
+            return
         fault = emu.pick_fault(route)
         if fault and self._fault(fault, resource):
             return
@@ -295,8 +242,13 @@ class _Handler(BaseHTTPRequestHandler):
                 emu.rest_bodies.append((route, data))
             remaining = emu.remaining[resource]
         payload_bytes = json.dumps(data).encode()
-        headers = {"x-ratelimit-limit": "5000", "x-ratelimit-remaining": str(max(remaining, 1)),
-                   "x-ratelimit-reset": str(int(time.time()) + 3600), "x-ratelimit-resource": resource, **extra}
+        headers = {
+            "x-ratelimit-limit": "5000",
+            "x-ratelimit-remaining": str(max(remaining, 1)),
+            "x-ratelimit-reset": str(int(time.time()) + 3600),
+            "x-ratelimit-resource": resource,
+            **extra,
+        }
         if fault == "truncated":
             payload_bytes = payload_bytes[: len(payload_bytes) // 2]
         self._send(status, payload_bytes, headers)
@@ -310,13 +262,19 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == "403_primary":
             self._send(403, b'{"message": "API rate limit exceeded for user ID 1."}', limited)
         elif fault == "403_secondary":
-            self._send(403, b'{"message": "You have exceeded a secondary rate limit. Please wait a few minutes."}',
-                       {"x-ratelimit-remaining": "4000"})
+            self._send(
+                403,
+                b'{"message": "You have exceeded a secondary rate limit. Please wait a few minutes."}',
+                {"x-ratelimit-remaining": "4000"},
+            )
         elif fault in ("502", "503"):
             self._send(int(fault), b"<html>Server Error</html>", content_type="text/html")
         elif fault == "gql_limited":
-            self._send(200, b'{"data": null, "errors": [{"type": "RATE_LIMITED", "message": "API rate limit '
-                            b'exceeded"}]}', limited)
+            self._send(
+                200,
+                b'{"data": null, "errors": [{"type": "RATE_LIMITED", "message": "API rate limit exceeded"}]}',
+                limited,
+            )
         elif fault == "reset":
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
@@ -331,12 +289,23 @@ class _Handler(BaseHTTPRequestHandler):
     def _git(self, method: str, path: str, query: str) -> None:
         """git's smart HTTP through the real ``git http-backend`` CGI program."""
         body = self._body() if method == "POST" else b""
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_PROJECT_ROOT": str(self.emu.git_root),
-               "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": method,
-               "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
-               "REMOTE_ADDR": "127.0.0.1", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
-               "HTTP_GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
-               "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", "")}
+        if self._git_refused(body):
+            return
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "GIT_PROJECT_ROOT": str(self.emu.git_root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "REQUEST_METHOD": method,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_ADDR": "127.0.0.1",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "HTTP_GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+        }
         proc = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True)
         head, _, payload = proc.stdout.partition(b"\r\n\r\n")
         status, headers = 200, {}
@@ -352,6 +321,27 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, payload, {**headers, "Date": email.utils.formatdate(usegmt=True)}, content_type)
 
 
+def _git_wants(body: bytes, encoding: str) -> list[str]:
+    """The object ids an upload-pack request body asks for (``want <oid>`` pkt-lines)."""
+    data = gzip.decompress(body) if encoding == "gzip" and body else body
+    return [m.decode() for m in re.findall(rb"want ([0-9a-f]{40})", data)]
+
+
+def _git_refused(self: _Handler, body: bytes) -> bool:
+    """Count the wanted oids; refuse (HTTP 500, as a flaky or filtering server might) a fetch wanting any
+    of ``refused_oids``."""
+    wants = _git_wants(body, self.headers.get("Content-Encoding", ""))
+    with self.emu.lock:
+        self.emu.git_wants.update(wants)
+        refused = not self.emu.refused_oids.isdisjoint(wants)
+    if refused:
+        self._send(500, b"refused", {}, "text/plain")
+    return refused
+
+
+_Handler._git_refused = _git_refused  # type: ignore[attr-defined]
+
+
 def ensure_schema() -> None:
     """Install GitHub's schema if missing (needs npm); skip the calling test only when npm is absent."""
     import pytest  # noqa: PLC0415  (only the tests need it; the benchmark imports this module too)
@@ -359,13 +349,21 @@ def ensure_schema() -> None:
     if SCHEMA_FILE.exists():
         return
     if shutil.which("npm") is None:
-        pytest.skip("npm is not installed, so GitHub's GraphQL schema (@octokit/graphql-schema) cannot be "
-                    "installed; run .ci/setup-github-schema on a machine with npm")
+        pytest.skip(
+            "npm is not installed, so GitHub's GraphQL schema (@octokit/graphql-schema) cannot be "
+            "installed; run .ci/setup-github-schema on a machine with npm"
+        )
     subprocess.run(["bash", str(SCHEMA_FILE.parents[4] / "setup-github-schema")], check=True)
 
 
 def source_settings(emu: Emulator, cache_dir: Path, **overrides: Any) -> GitHubSettings:
     """Settings pointing at ``emu`` with waits shrunk 1000× (the policy still computes real waits)."""
-    values: dict[str, Any] = {"token": emu.token, "cache_dir": cache_dir, "base_url": emu.base_url,
-                              "request_timeout": 1.0, "retry": RetrySettings(wait_scale=0.001), **overrides}
+    values: dict[str, Any] = {
+        "token": emu.token,
+        "cache_dir": cache_dir,
+        "base_url": emu.base_url,
+        "request_timeout": 1.0,
+        "retry": RetrySettings(wait_scale=0.001),
+        **overrides,
+    }
     return GitHubSettings(**values)

@@ -31,7 +31,7 @@ def fake_oid(*parts: object) -> str:
 
 @dataclasses.dataclass
 class Comment:
-    author: str
+    author: str | None  # None: a deleted account ("ghost")
     body: str
     created_at: str
     bot: bool = False
@@ -50,7 +50,7 @@ class PR:
     number: int
     title: str
     body: str
-    author: str
+    author: str | None  # None: a deleted account ("ghost")
     created_at: str
     state: str  # MERGED | CLOSED
     merged_at: str | None
@@ -68,7 +68,7 @@ class Issue:
     number: int
     title: str
     body: str
-    author: str
+    author: str | None  # None: a deleted account ("ghost")
     created_at: str
     comments: list[Comment] = dataclasses.field(default_factory=list)
 
@@ -140,8 +140,11 @@ def build_git(repo: Repo, git_root: Path, base_files: dict[str, bytes]) -> None:
     bare.parent.mkdir(parents=True, exist_ok=True)
     env = _env(1)
     subprocess.run(["git", "init", "-q", "--bare", "-b", repo.default_branch, str(bare)], check=True, env=env)
-    for key, value in (("uploadpack.allowFilter", "true"), ("uploadpack.allowAnySHA1InWant", "true"),
-                       ("http.receivepack", "false")):
+    for key, value in (
+        ("uploadpack.allowFilter", "true"),
+        ("uploadpack.allowAnySHA1InWant", "true"),
+        ("http.receivepack", "false"),
+    ):
         subprocess.run(["git", "--git-dir", str(bare), "config", key, value], check=True, env=env)
     stream, t, mark = [], 1_704_110_400, 0
 
@@ -149,8 +152,10 @@ def build_git(repo: Repo, git_root: Path, base_files: dict[str, bytes]) -> None:
         nonlocal t, mark
         t, mark = t + 60, mark + 1
         msg = message.encode()
-        head = [f"commit {ref}\nmark :{mark}\ncommitter Ada <ada@example.com> {t} +0000\n".encode(),
-                b"data " + str(len(msg)).encode() + b"\n" + msg + b"\n"]
+        head = [
+            f"commit {ref}\nmark :{mark}\ncommitter Ada <ada@example.com> {t} +0000\n".encode(),
+            b"data " + str(len(msg)).encode() + b"\n" + msg + b"\n",
+        ]
         if parents:
             head.append(f"from :{parents[0]}\n".encode())
             head += [f"merge :{p}\n".encode() for p in parents[1:]]
@@ -165,11 +170,17 @@ def build_git(repo: Repo, git_root: Path, base_files: dict[str, bytes]) -> None:
         head = commit(f"refs/pull/{pr.number}/head", pr.title, pr.files, [main])
         marks[pr.number] = (main, head)
         if pr.state == "MERGED":
-            main = commit(f"refs/heads/{repo.default_branch}", f"Merge pull request #{pr.number}", pr.files,
-                          [main, head])
+            main = commit(
+                f"refs/heads/{repo.default_branch}", f"Merge pull request #{pr.number}", pr.files, [main, head]
+            )
     marks_file = bare / "fixture-marks"
-    subprocess.run(["git", "--git-dir", str(bare), "fast-import", "--quiet", f"--export-marks={marks_file}"],
-                   input=b"".join(stream), check=True, env=env, capture_output=True)
+    subprocess.run(
+        ["git", "--git-dir", str(bare), "fast-import", "--quiet", f"--export-marks={marks_file}"],
+        input=b"".join(stream),
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     oids = dict(line.split() for line in marks_file.read_text().splitlines())
     for pr in repo.prs:
         base, head = marks[pr.number]
@@ -185,22 +196,44 @@ def widget_prs(n: int, *, first_number: int = 1, comments: int = 2) -> list[PR]:
         num = first_number + i
         merged = i % 3 != 2
         files: dict[str, bytes | None] = {
-            f"feature{num}.go": f"package widget\n\n// F{num} is feature {num}.\nfunc F{num}() int {{ return {num} }}\n"
-            .encode()}
+            f"feature{num}.go": (
+                f"package widget\n\n// F{num} is feature {num}.\nfunc F{num}() int {{ return {num} }}\n"
+            ).encode()
+        }
         if num % 2 == 0:
             files["widget.go"] = f"package widget\n\n// Size is the widget size.\nconst Size = {num}\n".encode()
         if num % 4 == 0:
             files[f"logo{num}.png"] = b"\x89PNG\r\n\x1a\n\x00\x00" + bytes(range(256))
-        pr = PR(number=num, title=f"Add feature {num}", body=f"Feature {num} for widgets.\n\nDetails.",
-                author=f"dev{num % 5}", created_at=when(num), state="MERGED" if merged else "CLOSED",
-                merged_at=when(num + 1) if merged else None, files=files)
-        pr.comments = [Comment(f"rev{(num + k) % 4}", f"Looks fine, comment {k} on {num}.", when(num + 2))
-                       for k in range(comments)]
-        pr.reviews = [(Comment("rev1", "Approved with a note." if num % 2 else "", when(num + 3)),
-                       "APPROVED" if merged else "CHANGES_REQUESTED")]
-        pr.threads = [Thread(f"feature{num}.go", 3, f"@@ -0,0 +1,4 @@\n+package widget\n+// F{num}",
-                             [Comment("rev2", f"Name F{num} better?", when(num + 2)),
-                              Comment(pr.author, "Kept for symmetry.", when(num + 2))])]
+        pr = PR(
+            number=num,
+            title=f"Add feature {num}",
+            body=f"Feature {num} for widgets.\n\nDetails.",
+            author=f"dev{num % 5}",
+            created_at=when(num),
+            state="MERGED" if merged else "CLOSED",
+            merged_at=when(num + 1) if merged else None,
+            files=files,
+        )
+        pr.comments = [
+            Comment(f"rev{(num + k) % 4}", f"Looks fine, comment {k} on {num}.", when(num + 2)) for k in range(comments)
+        ]
+        pr.reviews = [
+            (
+                Comment("rev1", "Approved with a note." if num % 2 else "", when(num + 3)),
+                "APPROVED" if merged else "CHANGES_REQUESTED",
+            )
+        ]
+        pr.threads = [
+            Thread(
+                f"feature{num}.go",
+                3,
+                f"@@ -0,0 +1,4 @@\n+package widget\n+// F{num}",
+                [
+                    Comment("rev2", f"Name F{num} better?", when(num + 2)),
+                    Comment(pr.author, "Kept for symmetry.", when(num + 2)),
+                ],
+            )
+        ]
         prs.append(pr)
     return prs
 
@@ -214,21 +247,40 @@ BASE_FILES = {
 }
 
 
-def widget_repo(git_root: Path, *, repo_id: int = 1, owner: str = "acme", name: str = "widget", n_prs: int = 12,
-                stars: int = 900) -> Repo:
+def widget_repo(
+    git_root: Path, *, repo_id: int = 1, owner: str = "acme", name: str = "widget", n_prs: int = 12, stars: int = 900
+) -> Repo:
     """A repository exercising every collection path: bots (a bot PR, bot comments), a PR whose comments
     overflow one nested page (25 > 20), binary files, closed and merged PRs, issues with comments."""
     repo = Repo(repo_id, owner, name, stars, "MIT", prs=widget_prs(n_prs))
     busy = repo.prs[0]
     busy.comments = [Comment(f"user{k}", f"Discussion point {k}.", when(200 + k)) for k in range(25)]
     repo.prs[1].comments.append(Comment("codecov[bot]", "Coverage: 100%", when(300), bot=True))
-    bot_pr = PR(number=n_prs + 1, title="Bump golang.org/x/net", body="Bumps x/net.", author="dependabot",
-                created_at=when(400), state="MERGED", merged_at=when(401), bot=True,
-                files={"go.mod": b"module example.com/widget\n\ngo 1.22\n"})
+    bot_pr = PR(
+        number=n_prs + 1,
+        title="Bump golang.org/x/net",
+        body="Bumps x/net.",
+        author="dependabot",
+        created_at=when(400),
+        state="MERGED",
+        merged_at=when(401),
+        bot=True,
+        files={"go.mod": b"module example.com/widget\n\ngo 1.22\n"},
+    )
     repo.prs.append(bot_pr)
-    repo.issues = [Issue(k, f"Widget issue {k}", f"Steps to reproduce {k}.", f"user{k}", when(500 + k),
-                         [Comment("dev1", f"Thanks for report {k}.", when(600 + k)),
-                          Comment("stale[bot]", "This issue is stale.", when(700 + k), bot=True)])
-                   for k in range(1, 6)]
+    repo.issues = [
+        Issue(
+            k,
+            f"Widget issue {k}",
+            f"Steps to reproduce {k}.",
+            f"user{k}",
+            when(500 + k),
+            [
+                Comment("dev1", f"Thanks for report {k}.", when(600 + k)),
+                Comment("stale[bot]", "This issue is stale.", when(700 + k), bot=True),
+            ],
+        )
+        for k in range(1, 6)
+    ]
     build_git(repo, git_root, BASE_FILES)
     return repo

@@ -29,9 +29,12 @@ if TYPE_CHECKING:
 
 # route -> the githubkit model its body must parse into (tests validate every answered body)
 ROUTE_MODELS: dict[str, Any] = {
-    "rest:search": SearchRepositoriesGetResponse200, "rest:pulls": list[PullRequestSimple],
-    "rest:issue_comments": list[IssueComment], "rest:reviews": list[PullRequestReview],
-    "rest:review_comments": list[PullRequestReviewComment], "rest:files": list[DiffEntry],
+    "rest:search": SearchRepositoriesGetResponse200,
+    "rest:pulls": list[PullRequestSimple],
+    "rest:issue_comments": list[IssueComment],
+    "rest:reviews": list[PullRequestReview],
+    "rest:review_comments": list[PullRequestReviewComment],
+    "rest:files": list[DiffEntry],
 }
 _ROUTES = [
     (re.compile(r"^/search/repositories$"), "rest:search"),
@@ -50,6 +53,7 @@ def _user(login: str, bot: bool = False) -> dict[str, Any]:
 class RestRoutes:
     def __init__(self, emulator: Emulator) -> None:
         self.emu = emulator
+        self.incomplete: dict[str, int] = {}  # search query -> how many more of its answers are incomplete
 
     @staticmethod
     def route(path: str) -> str:
@@ -70,20 +74,29 @@ class RestRoutes:
             pr = next((p for p in repo.prs if p.number == int(match.group(3))), None)
             if pr is None:
                 return 404, {"message": "Not Found"}, {}
-            items = {"rest:issue_comments": lambda: self.comments(pr), "rest:reviews": lambda: self.reviews(pr),
-                     "rest:review_comments": lambda: self.review_comments(pr),
-                     "rest:files": lambda: self.files(repo, pr)}[route]()
+            items = {
+                "rest:issue_comments": lambda: self.comments(pr),
+                "rest:reviews": lambda: self.reviews(pr),
+                "rest:review_comments": lambda: self.review_comments(pr),
+                "rest:files": lambda: self.files(repo, pr),
+            }[route]()
         start = (page - 1) * per_page
         link = {}
         if start + per_page < len(items):
             link = {"Link": f'<{self.emu.base_url.rstrip("/")}{path}?per_page={per_page}&page={page + 1}>; rel="next"'}
-        return 200, items[start:start + per_page], link
+        return 200, items[start : start + per_page], link
 
     # --- search ---------------------------------------------------------------------------------
     def search(self, q: str, page: int, per_page: int) -> tuple[int, Any, dict[str, str]]:
         if page * per_page > 1000:
-            return 422, {"message": "Only the first 1000 search results are available",
-                         "documentation_url": "https://docs.github.com/v3/search/"}, {}
+            return (
+                422,
+                {
+                    "message": "Only the first 1000 search results are available",
+                    "documentation_url": "https://docs.github.com/v3/search/",
+                },
+                {},
+            )
         terms = dict(t.split(":", 1) for t in q.split() if ":" in t)
         lo, hi = 0, 10**9
         stars = terms.get("stars", "")
@@ -92,54 +105,136 @@ class RestRoutes:
         elif ".." in stars:
             a, b = stars.split("..")
             lo, hi = int(a) if a != "*" else 0, int(b) if b != "*" else 10**9
-        hits = [r for r in self.emu.repos.values()
-                if r.language.lower() == terms.get("language", "go").lower() and lo <= r.stars <= hi
-                and (not r.fork or terms.get("fork") in ("true", "only"))
-                and not (r.archived and terms.get("archived") == "false")]
+        hits = [
+            r
+            for r in self.emu.repos.values()
+            if r.language.lower() == terms.get("language", "go").lower()
+            and lo <= r.stars <= hi
+            and (not r.fork or terms.get("fork") in ("true", "only"))
+            and not (r.archived and terms.get("archived") == "false")
+        ]
         hits.sort(key=lambda r: (-r.stars, r.id))  # ties in creation order, not by name
-        items = [self.repo_item(r) for r in hits[(page - 1) * per_page: page * per_page]]
-        return 200, {"total_count": len(hits), "incomplete_results": False, "items": items}, {}
+        items = [self.repo_item(r) for r in hits[(page - 1) * per_page : page * per_page]]
+        incomplete = self.incomplete.get(q, 0) > 0  # GitHub's search timed out inside: a partial page
+        if incomplete:
+            self.incomplete[q] -= 1
+            items = items[: len(items) // 2]
+        return 200, {"total_count": len(hits), "incomplete_results": incomplete, "items": items}, {}
 
     def repo_item(self, r: Repo) -> dict[str, Any]:
-        lic = None if r.license is None else skeleton(
-            LicenseSimple, key=r.license.lower(), name=r.license, spdx_id=r.license, url=None, node_id="L")
+        lic = (
+            None
+            if r.license is None
+            else skeleton(
+                LicenseSimple, key=r.license.lower(), name=r.license, spdx_id=r.license, url=None, node_id="L"
+            )
+        )
         html = self.emu.html_url(r)
         return skeleton(
-            RepoSearchResultItem, id=r.id, node_id=r.node_id, name=r.name, full_name=r.full_name,
-            owner=_user(r.owner), html_url=html, clone_url=f"{html}.git", fork=r.fork, archived=r.archived,
-            stargazers_count=r.stars, watchers_count=r.stars, watchers=r.stars, language=r.language,
-            default_branch=r.default_branch, license=lic, score=1.0, description=f"{r.name} in Go")
+            RepoSearchResultItem,
+            id=r.id,
+            node_id=r.node_id,
+            name=r.name,
+            full_name=r.full_name,
+            owner=_user(r.owner),
+            html_url=html,
+            clone_url=f"{html}.git",
+            fork=r.fork,
+            archived=r.archived,
+            stargazers_count=r.stars,
+            watchers_count=r.stars,
+            watchers=r.stars,
+            language=r.language,
+            default_branch=r.default_branch,
+            license=lic,
+            score=1.0,
+            description=f"{r.name} in Go",
+        )
 
     # --- naive per-PR listings ------------------------------------------------------------------
     def pull(self, repo: Repo, pr: PR) -> dict[str, Any]:
-        return skeleton(PullRequestSimple, number=pr.number, title=pr.title, body=pr.body,
-                        user=_user(pr.author, pr.bot), state="closed", created_at=pr.created_at,
-                        updated_at=pr.created_at, closed_at=pr.merged_at or pr.created_at, merged_at=pr.merged_at,
-                        head=skeleton(PullRequestSimplePropHead, sha=pr.head_oid, ref=f"pr{pr.number}"),
-                        base=skeleton(PullRequestSimplePropBase, sha=pr.base_oid, ref=repo.default_branch))
+        return skeleton(
+            PullRequestSimple,
+            number=pr.number,
+            title=pr.title,
+            body=pr.body,
+            user=_user(pr.author, pr.bot),
+            state="closed",
+            created_at=pr.created_at,
+            updated_at=pr.created_at,
+            closed_at=pr.merged_at or pr.created_at,
+            merged_at=pr.merged_at,
+            head=skeleton(PullRequestSimplePropHead, sha=pr.head_oid, ref=f"pr{pr.number}"),
+            base=skeleton(PullRequestSimplePropBase, sha=pr.base_oid, ref=repo.default_branch),
+        )
 
     def comments(self, pr: PR) -> list[dict[str, Any]]:
-        return [skeleton(IssueComment, id=i + 1, body=c.body, user=_user(c.author, c.bot), created_at=c.created_at,
-                         updated_at=c.created_at) for i, c in enumerate(pr.comments)]
+        return [
+            skeleton(
+                IssueComment,
+                id=i + 1,
+                body=c.body,
+                user=_user(c.author, c.bot),
+                created_at=c.created_at,
+                updated_at=c.created_at,
+            )
+            for i, c in enumerate(pr.comments)
+        ]
 
     def reviews(self, pr: PR) -> list[dict[str, Any]]:
-        return [skeleton(PullRequestReview, id=i + 1, body=c.body, user=_user(c.author, c.bot), state=state,
-                         submitted_at=c.created_at, commit_id=pr.head_oid) for i, (c, state) in enumerate(pr.reviews)]
+        return [
+            skeleton(
+                PullRequestReview,
+                id=i + 1,
+                body=c.body,
+                user=_user(c.author, c.bot),
+                state=state,
+                submitted_at=c.created_at,
+                commit_id=pr.head_oid,
+            )
+            for i, (c, state) in enumerate(pr.reviews)
+        ]
 
     def review_comments(self, pr: PR) -> list[dict[str, Any]]:
-        return [skeleton(PullRequestReviewComment, id=i * 100 + j + 1, body=c.body, user=_user(c.author, c.bot),
-                         path=t.path, line=t.line, diff_hunk=t.diff_hunk, created_at=c.created_at,
-                         updated_at=c.created_at, commit_id=pr.head_oid, original_commit_id=pr.head_oid,
-                         in_reply_to_id=i * 100 + 1 if j else None)
-                for i, t in enumerate(pr.threads) for j, c in enumerate(t.comments)]
+        return [
+            skeleton(
+                PullRequestReviewComment,
+                id=i * 100 + j + 1,
+                body=c.body,
+                user=_user(c.author, c.bot),
+                path=t.path,
+                line=t.line,
+                diff_hunk=t.diff_hunk,
+                created_at=c.created_at,
+                updated_at=c.created_at,
+                commit_id=pr.head_oid,
+                original_commit_id=pr.head_oid,
+                in_reply_to_id=i * 100 + 1 if j else None,
+            )
+            for i, t in enumerate(pr.threads)
+            for j, c in enumerate(t.comments)
+        ]
 
     def files(self, repo: Repo, pr: PR) -> list[dict[str, Any]]:
         bare = self.emu.git_root / repo.owner / f"{repo.name}.git"
         out = []
         for path, data in sorted(pr.files.items()):
-            patch = subprocess.run(["git", "--git-dir", str(bare), "diff", "--no-color", pr.base_oid, pr.head_oid,
-                                    "--", path], capture_output=True, check=True).stdout.decode(errors="replace")
+            patch = subprocess.run(
+                ["git", "--git-dir", str(bare), "diff", "--no-color", pr.base_oid, pr.head_oid, "--", path],
+                capture_output=True,
+                check=True,
+            ).stdout.decode(errors="replace")
             status = "removed" if data is None else ("modified" if "\n--- a/" in patch else "added")
-            out.append(skeleton(DiffEntry, sha=pr.head_oid, filename=path, status=status, additions=0, deletions=0,
-                                changes=0, patch=patch.split("@@", 1)[-1] and "@@" + patch.split("@@", 1)[-1]))
+            out.append(
+                skeleton(
+                    DiffEntry,
+                    sha=pr.head_oid,
+                    filename=path,
+                    status=status,
+                    additions=0,
+                    deletions=0,
+                    changes=0,
+                    patch=patch.split("@@", 1)[-1] and "@@" + patch.split("@@", 1)[-1],
+                )
+            )
         return out

@@ -29,6 +29,8 @@ def write_raw(records: Iterable[RawRecord], path: Path) -> dict[str, Any]:
                 skips[record["reason"]] += 1
             elif record["kind"] == "change":  # files of a change skipped for content (binary, too large…)
                 skips.update(f"change_file_{f['skipped']}" for f in record.get("files", []) if f.get("skipped"))
+                if record.get("files_unavailable"):  # no files at all: head/base ref or commit gone
+                    skips[f"change_files_unavailable:{record['files_unavailable']}"] += 1
             elif record["kind"] == "file":
                 text_bytes += len(record["text"].encode("utf-8"))
             out.write(json.dumps(record, ensure_ascii=False))

@@ -1,5 +1,6 @@
 """raw_prs: everything the source holds for one repository, archived as collected."""
 
+from collections.abc import Iterator
 
 import dagster as dg
 
@@ -9,11 +10,21 @@ from gocoder_assets.raw_prs.archive import write_raw
 from gocoder_assets.repo_list.assets import repo_list
 from gocoder_assets.repo_list.repos import read_repo_list
 from gocoder_assets.resources import RepoSourceResource, StorageResource
+from gocoder_assets.sources.base import RawRecord
+
+
+def _noting_exclusions(records: Iterator[RawRecord], excluded: list[str]) -> Iterator[RawRecord]:
+    """Pass records through, noting the reason of an ``excluded`` one (a repository deleted or blocked since
+    the listing: the partition is empty, and its metadata says why)."""
+    for record in records:
+        if record["kind"] == "excluded":
+            excluded.append(record["reason"])
+        yield record
 
 
 @per_repo_asset(
     deps=[repo_list],
-    code_version="2",
+    code_version="3",
     group_name="collect",
     kinds={"json"},
 )
@@ -28,8 +39,10 @@ def raw_prs(
     for key in context.partition_keys:
         if key not in repos:
             raise KeyError(f"partition {key!r} is not in repo_list: re-materialize repo_list")
-        stats = write_raw(src.collect(repos[key]), layout.raw_records_file(key))
+        excluded: list[str] = []
+        stats = write_raw(_noting_exclusions(src.collect(repos[key]), excluded), layout.raw_records_file(key))
         counts = {f"records:{k}": v for k, v in stats["kinds"].items()}
+        counts.update({f"excluded:{reason}": 1 for reason in excluded})
         counts.update({f"skipped:{k}": v for k, v in stats["skips"].items()})
         counts["text_bytes"] = stats["text_bytes"]
         per_partition[key] = counts

@@ -1,6 +1,5 @@
 """repo_list: which repositories the corpus is made of; registers one partition per repo."""
 
-
 import dagster as dg
 
 from gocoder_assets.metadata import markdown_table
@@ -44,6 +43,8 @@ def repo_list(
         metadata={
             "repos": len(repos),
             **excluded,
+            # GitHub search pages still incomplete (timed out on GitHub's side) after retries
+            **({"search:incomplete_pages": src.search_incomplete} if hasattr(src, "search_incomplete") else {}),
             "partitions_added": added,
             "partitions_removed": removed,
             "path": dg.MetadataValue.path(str(path)),

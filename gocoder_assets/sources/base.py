@@ -24,6 +24,9 @@ audit and re-derivation. Every record has a ``kind``:
   "line", "diff_hunk", "comments"}``) and ``files_unavailable`` (base/head not fetchable).
 - ``issue``:  an issue: ``number``, ``title``, ``body``, ``author``, ``created_at``,
   ``comments``.
+- ``excluded``: the whole repository could not be collected (GitHub answered ``NOT_FOUND`` or
+  ``FORBIDDEN`` for it, e.g. deleted after the search or DMCA-blocked): ``reason``, ``message``.
+  The partition completes with this one record, counted in raw_prs' metadata.
 - ``skip``:   something deliberately not collected: ``path``, ``reason`` (one of
   ``SKIP_REASONS``). Skips are recorded, never silent, so nothing is lost.
 """
@@ -45,6 +48,8 @@ SKIP_REASONS = (
     "symlink",
     "unsafe_path",
     "submodule",
+    "excluded_dir",  # a partial clone does not fetch vendor/, testdata/… (the categorizer drops them anyway)
+    "unavailable",  # the remote would not send the blob
 )
 
 # Files larger than this are recorded as skips: they are almost never hand-written code

@@ -14,7 +14,7 @@ import re
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -263,7 +263,9 @@ class GitClonesSource:
                 blobs.close()
 
 
-def snapshot_records(git: Git, blobs: BlobReader, sha: str) -> Iterator[RawRecord]:
+def snapshot_records(git: Git, blobs: BlobReader, sha: str,
+                     unread: Callable[[str, str], str | None] | None = None) -> Iterator[RawRecord]:
+    """``unread(path, oid)``: a skip reason for a blob not to read (a partial clone never fetched it)."""
     entries = []
     for entry in (git.run("ls-tree", "-r", "-z", "--full-tree", sha) or b"").split(b"\0"):
         if b"\t" in entry:
@@ -275,7 +277,9 @@ def snapshot_records(git: Git, blobs: BlobReader, sha: str) -> Iterator[RawRecor
     for path, mode, oid in entries:
         # Unsafe paths and submodules are recorded wherever they are; the rest only if wanted.
         if not is_safe_relpath(path) or mode == GITLINK_MODE or is_wanted(path):
-            text, reason = _side(blobs, path, mode, oid)
+            linked = mode in (SYMLINK_MODE, GITLINK_MODE)
+            reason = unread(path, oid) if unread and is_safe_relpath(path) and not linked else None
+            text, reason = _side(blobs, path, mode, oid) if reason is None else (None, reason)
             if text is not None:
                 yield {"kind": "file", "path": path, "text": text, "size": len(text.encode())}
             else:
@@ -316,16 +320,18 @@ def _changes(git: Git, blobs: BlobReader, sha: str, max_commits: int) -> Iterato
                 raise RuntimeError(f"git log failed in {git.git_dir}: {err.read().decode(errors='replace')}")
 
 
-def commit_files(git: Git, blobs: BlobReader, sha: str) -> list[dict[str, Any]]:
+def commit_files(git: Git, blobs: BlobReader, sha: str, exclude: Iterable[str] = ()) -> list[dict[str, Any]]:
     """One entry per changed path, from one ``diff-tree`` (raw ids + patch) and blob reads.
 
     A rename is one entry: ``path`` the new path, ``old_path`` the old one, status ``R`` with
     git's ``similarity`` percent, ``before`` read at the old path and ``after`` at the new. A copy
     (status ``C``; not requested, so not expected) is recorded as an add of the new path, its
     ``diff`` being git's copy section (relative to the source). A type change (file <-> symlink
-    or submodule) is ``M``.
+    or submodule) is ``M``. ``exclude``: pathspecs left out (paths whose blobs a partial clone lacks:
+    git cannot diff them).
     """
-    out = git.run("diff-tree", *_DIFF_ARGS, sha) or b""
+    excluded = tuple(exclude)
+    out = git.run("diff-tree", *_DIFF_ARGS, sha, *(("--", *excluded) if excluded else ())) or b""
     raw, pos = [], 0
     # ":oldmode newmode oldoid newoid status\0path\0", or "...R086\0old path\0new path\0" for R/C
     while out[pos:pos + 1] == b":":

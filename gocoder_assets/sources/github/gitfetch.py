@@ -10,15 +10,25 @@ The remote is untrusted: git runs through ``git_clones.Git`` (hooks off, no syst
 config, no prompts, LFS smudge off, ``protocol.file.allow=never``); this module re-allows only
 https (and http for a loopback test server), never recurses into submodules and never checks
 anything out, so no symlink in the repository can point the collector outside the clone.
+
+Real remotes are imperfect, and one bad object must cost one record, not the partition: a PR
+whose ``refs/pull/N/head`` is gone (deleted fork branch) is fetched by commit id instead, or gets
+no files (``unavailable_prs``); a blob the server will not send is found by halving the failed
+fetch, and its files are skipped as ``unavailable``. Blobs nobody keeps are never fetched:
+excluded directories (the categorizer's own ``excluded_dirs``) and known binary extensions are
+recorded as skips from the tree alone. git itself must never be asked about an absent blob (with
+lazy fetching off it dies), so the diff of such a path is excluded by pathspec and the path gets
+an entry with ``skipped`` instead.
 """
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gocoder_assets.categorized_records.filters import FilterOptions
 from gocoder_assets.sources.base import RawRecord, is_safe_relpath
 from gocoder_assets.sources.git_clones import (
     GITLINK_MODE,
@@ -34,6 +44,23 @@ _IDENTITY = ("-c", "user.name=gocoder", "-c", "user.email=gocoder@localhost")
 _FETCH = ("fetch", "--filter=blob:none", "--no-tags", "--recurse-submodules=no", "--no-write-fetch-head",
           "--stdin", "origin")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_EXCLUDED_DIRS = frozenset(FilterOptions().excluded_dirs)
+_BINARY_EXTENSIONS = frozenset((
+    "png", "jpg", "jpeg", "gif", "bmp", "ico", "webp", "tif", "tiff", "psd", "pdf", "zip", "gz", "tgz", "bz2",
+    "xz", "zst", "7z", "rar", "tar", "jar", "war", "exe", "dll", "so", "dylib", "a", "o", "lib", "bin", "dat",
+    "wasm", "class", "pyc", "woff", "woff2", "ttf", "otf", "eot", "mp3", "mp4", "mov", "avi", "wav", "ogg",
+    "flac", "mkv", "webm", "db", "sqlite"))
+_MAX_REFUSED = 32  # more single objects refused than this: the remote is down, not one object bad
+
+
+def unfetched_reason(path: str) -> str | None:
+    """Why a path's blob is not worth fetching, from the path alone: excluded directory or binary."""
+    *dirs, name = path.split("/")
+    if _EXCLUDED_DIRS.intersection(dirs):
+        return "excluded_dir"
+    if "." in name and name.rsplit(".", 1)[1].lower() in _BINARY_EXTENSIONS:
+        return "binary"
+    return None
 
 
 def clone_protocols(url: str) -> tuple[str, ...]:
@@ -61,6 +88,9 @@ class PartialClone:
                            ("remote.origin.url", url), ("remote.origin.promisor", "true"),
                            ("remote.origin.partialclonefilter", "blob:none")):
             self.git.run("config", key, value)
+        self.unavailable: set[str] = set()  # objects the remote refused (each alone)
+        self.missing_refs: set[int] = set()  # PRs whose refs/pull/N/head the remote lacks
+        self.unavailable_prs: dict[int, str] = {}  # PR number -> why it has no files (set by pr_commits)
 
     def _fetch(self, lines: Iterable[str], *, check: bool = True) -> bool:
         stdin = "".join(f"{line}\n" for line in lines).encode()
@@ -69,6 +99,24 @@ class PartialClone:
         if proc.returncode != 0 and check:
             raise RuntimeError(f"git fetch failed for {self.git.git_dir}: {proc.stderr.decode(errors='replace')}")
         return proc.returncode == 0
+
+    def _fetch_each(self, oids: list[str]) -> list[str]:
+        """Fetch these objects, halving a refused batch until the refused objects stand alone;
+        returns those (one bad object costs ~2·log2(n) extra fetches, not the partition)."""
+        if not oids or self._fetch(oids, check=False):
+            return []
+        if len(oids) == 1:
+            return list(oids)
+        mid = len(oids) // 2
+        refused = self._fetch_each(oids[:mid])
+        if len(refused) > _MAX_REFUSED:
+            raise RuntimeError(f"git fetch keeps failing for {self.git.git_dir}: {len(refused)} objects refused")
+        return refused + self._fetch_each(oids[mid:])
+
+    def _remote_refs(self, patterns: Iterable[str]) -> set[str]:
+        argv = self.git.argv((*self.protocols, "-c", "credential.helper=", "ls-remote", "origin", *patterns))
+        proc = subprocess.run(argv, cwd=self.git.scratch, env=self.git.env, capture_output=True, check=True)
+        return {line.split("\t", 1)[1] for line in proc.stdout.decode().splitlines() if "\t" in line}
 
     def missing(self, oids: Iterable[str]) -> set[str]:
         """Which of these commits the clone lacks, in one ``cat-file --batch-check``."""
@@ -85,16 +133,17 @@ class PartialClone:
         """The default branch and each PR's head ref (commits and trees only), in one fetch."""
         refspecs = [f"+refs/heads/{branch}:refs/heads/{branch}"]
         refspecs += [f"+refs/pull/{n}/head:refs/pull/{n}/head" for n in sorted(set(pr_numbers))]
-        self._fetch(refspecs)
+        if not self._fetch(refspecs, check=False):  # e.g. a deleted fork branch: fetch the refs that exist
+            present = self._remote_refs([f"refs/heads/{branch}", "refs/pull/*/head"])
+            self.missing_refs = {n for n in pr_numbers if f"refs/pull/{n}/head" not in present}
+            self._fetch([r for r in refspecs if r.split(":", 1)[1] in present] or refspecs[:1])
         missing = sorted(self.missing(want))
         if missing:  # e.g. a snapshot or PR base no longer on any branch: ask for the commits themselves
-            self._fetch(missing, check=False)
+            self._fetch_each(missing)
 
     def fetch_blobs(self, oids: Iterable[str]) -> None:
         """Exactly these blobs, in one fetch (what git's own lazy fetch would do, but batched)."""
-        wanted = sorted(set(oids))
-        if wanted:
-            self._fetch(wanted)
+        self.unavailable.update(self._fetch_each(sorted(set(oids) - self.unavailable)))
 
     def tree_blobs(self, sha: str) -> list[str]:
         """Blob ids ``snapshot_records`` will read at ``sha`` (wanted, safe, regular files)."""
@@ -105,7 +154,8 @@ class PartialClone:
                 mode, kind, oid = meta.decode().split()
                 path = raw_path.decode("utf-8", errors="backslashreplace")
                 linked = mode in (SYMLINK_MODE, GITLINK_MODE)
-                if kind == "blob" and not linked and is_safe_relpath(path) and is_wanted(path):
+                if kind == "blob" and not linked and is_safe_relpath(path) and is_wanted(path) \
+                        and not unfetched_reason(path):
                     oids.append(oid)
         return oids
 
@@ -117,6 +167,9 @@ class PartialClone:
         for number, (base, head) in prs.items():
             merge_base = self.git.text("merge-base", base, head) if base and {base, head}.isdisjoint(absent) \
                 else None
+            if not merge_base:
+                self.unavailable_prs[number] = "missing_ref" if number in self.missing_refs and head in absent \
+                    else "missing_commit"
             out[number] = self.git.text(*_IDENTITY, "commit-tree", f"{head}^{{tree}}", "-p", merge_base, "-m",
                                         "pr") if merge_base else None
         return out
@@ -134,16 +187,44 @@ class PartialClone:
         out = subprocess.run(self.git.argv(("diff-tree", "--stdin", "-r", "-z", "--no-renames")),
                              cwd=self.git.scratch, env=self.git.env, input=stdin, capture_output=True,
                              check=True).stdout
-        oids: list[str] = []
-        for field in out.split(b"\0"):
-            if field.startswith(b":"):
-                old_mode, new_mode, old_oid, new_oid, _status = field[1:].decode().split()
-                oids += [oid for mode, oid in ((old_mode, old_oid), (new_mode, new_oid))
-                         if mode not in ("000000", SYMLINK_MODE, GITLINK_MODE) and set(oid) != {"0"}]
-        return oids
+        return [oid for path, _, sides in _raw_entries(out) if not unfetched_reason(path) for oid in sides]
+
+    def _unread(self, path: str, oid: str) -> str | None:
+        """Skip reason for a blob this clone did not fetch (never hand git an absent blob)."""
+        return unfetched_reason(path) or ("unavailable" if oid in self.unavailable else None)
+
+    def _absent_paths(self, commit: str) -> dict[str, tuple[str, str]]:
+        """Changed paths with a side this clone lacks -> (status, skip reason); trees only."""
+        out = self.git.run("diff-tree", "-r", "-z", "--root", "--no-commit-id", "--no-renames", commit) or b""
+        absent = {}
+        for path, status, sides in _raw_entries(out):
+            reason = next((r for oid in sides if (r := self._unread(path, oid))), None)
+            if reason:
+                absent[path] = ({"T": "M"}.get(status, status), reason)
+        return absent
 
     def snapshot(self, blobs: BlobReader, sha: str) -> list[RawRecord]:
-        return list(snapshot_records(self.git, blobs, sha))
+        return list(snapshot_records(self.git, blobs, sha, self._unread))
 
     def files(self, blobs: BlobReader, commit: str) -> list[dict]:
-        return commit_files(self.git, blobs, commit)
+        """``commit_files`` for the paths whose blobs are here; the others as skipped entries."""
+        absent = self._absent_paths(commit)
+        if not absent:
+            return commit_files(self.git, blobs, commit)
+        files = commit_files(self.git, blobs, commit, [f":(top,literal,exclude){p}" for p in sorted(absent)])
+        files += [{"path": p, "status": status, "diff": None, "before": None, "after": None, "skipped": reason}
+                  for p, (status, reason) in absent.items()]
+        return sorted(files, key=lambda f: f["path"])
+
+
+def _raw_entries(out: bytes) -> Iterator[tuple[str, str, list[str]]]:
+    """``(path, status, blob ids of its regular-file sides)`` per entry of ``diff-tree -z --no-renames``
+    raw output (commit id lines from ``--stdin`` skipped)."""
+    fields = iter(out.split(b"\0"))
+    for meta in fields:
+        if meta.startswith(b":"):
+            raw_path = next(fields, b"")
+            old_mode, new_mode, old_oid, new_oid, status = meta[1:].decode().split()
+            sides = [oid for mode, oid in ((old_mode, old_oid), (new_mode, new_oid))
+                     if mode not in ("000000", SYMLINK_MODE, GITLINK_MODE) and set(oid) != {"0"}]
+            yield raw_path.decode("utf-8", errors="backslashreplace"), status[:1], sides

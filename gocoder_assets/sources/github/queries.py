@@ -64,10 +64,18 @@ query RepositoryHeads($ids: [ID!]!) {{
 
 
 def _more(node_type: str, selection: str) -> str:
-    """Follow-up query for one overflowing nested connection of one node (githubkit-paginable)."""
-    body = selection.replace("(first: $nested)", "(first: 100, after: $cursor)").replace("$nested", "20")
+    """Follow-up query for one overflowing nested connection of one node (githubkit-paginable).
+
+    Only the paged connection (the first in ``selection``) takes ``after: $cursor``: a cursor belongs
+    to one list, so the lists nested inside it start at their first page (``first: 20``) and are
+    completed by their own follow-ups (``MORE[("PullRequestReviewThread", "comments")]``). ``$first``
+    is a variable so a page that times out can be asked for again in a smaller size."""
+    paged = "(first: $nested)"
+    if not selection.lstrip().split("(", 1)[1].startswith("first: $nested)"):
+        raise ValueError(f"the paged connection must come first: {selection[:60]}")
+    body = selection.replace(paged, "(first: $first, after: $cursor)", 1).replace("$nested", "20")
     return f"""
-query More($id: ID!, $cursor: String) {{
+query More($id: ID!, $first: Int!, $cursor: String) {{
   {_RATE}
   node(id: $id) {{ ... on {node_type} {{ {body} }} }}
 }}
@@ -83,5 +91,9 @@ MORE = {
     ("Issue", "comments"): _more("Issue", _PR_CONNECTIONS["comments"]),
 }
 
-ALL_QUERIES = {"PULL_REQUESTS": PULL_REQUESTS, "ISSUES": ISSUES, "REPOSITORY_HEADS": REPOSITORY_HEADS,
-               **{f"MORE_{t}_{c}": q for (t, c), q in MORE.items()}}
+ALL_QUERIES = {
+    "PULL_REQUESTS": PULL_REQUESTS,
+    "ISSUES": ISSUES,
+    "REPOSITORY_HEADS": REPOSITORY_HEADS,
+    **{f"MORE_{t}_{c}": q for (t, c), q in MORE.items()},
+}

@@ -26,6 +26,7 @@ class GitHubSettings:
     pr_page_size: int = 50
     issue_page_size: int = 100
     nested_page_size: int = 20
+    min_page_size: int = 5  # a page that times out (502/504) is halved down to this size, then retried as is
     concurrency: int = 4
     replay: bool = False
     request_timeout: float = 30.0

@@ -11,6 +11,7 @@ issues newest first — so two runs over the same data are equal record for reco
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import functools
@@ -22,11 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from githubkit import GitHub
+from githubkit.exception import RequestFailed
 
 from gocoder_assets.sources.base import RawRecord, RepoInfo
 from gocoder_assets.sources.git_clones import BlobReader
 from gocoder_assets.sources.github.archive import ApiArchive
-from gocoder_assets.sources.github.client import Budget, make_client
+from gocoder_assets.sources.github.client import (
+    ITEM_ERRORS,
+    PAGE_CAN_SHRINK,
+    TIMEOUT_STATUSES,
+    Budget,
+    explained,
+    graphql_partial,
+    make_client,
+)
 from gocoder_assets.sources.github.gitfetch import PartialClone
 from gocoder_assets.sources.github.queries import ISSUES, MORE, PULL_REQUESTS
 from gocoder_assets.sources.github.records import change_record, is_bot, issue_record
@@ -36,12 +46,22 @@ from gocoder_assets.sources.github.settings import GitHubSettings
 _REPO_LIST_KEY = "_repo_list"  # not a valid owner/name, so never a partition's folder
 
 
+class RepositoryUnavailable(Exception):
+    """The repository itself answered NOT_FOUND (deleted since the listing) or FORBIDDEN (blocked)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class GitHubSource:
     def __init__(self, settings: GitHubSettings, log: Callable[[str], None] = print) -> None:
         self.settings, self.log = settings, log
         self.budget = Budget()
         self._gh: GitHub | None = None
         self.excluded: dict[str, int] = {}
+        self.search_incomplete = 0  # search pages GitHub answered with incomplete_results even when asked again
+        self.item_errors: collections.Counter[str] = collections.Counter()  # errors on single nested items
 
     @property
     def gh(self) -> GitHub | None:
@@ -50,8 +70,15 @@ class GitHubSource:
             return None
         if self._gh is None:
             s = self.settings
-            self._gh = make_client(s.token, s.base_url, concurrency=s.concurrency, timeout=s.request_timeout,
-                                   retry=s.retry, log=self.log, budget=self.budget)
+            self._gh = make_client(
+                s.token,
+                s.base_url,
+                concurrency=s.concurrency,
+                timeout=s.request_timeout,
+                retry=s.retry,
+                log=self.log,
+                budget=self.budget,
+            )
         return self._gh
 
     def list_repos(self) -> list[RepoInfo]:
@@ -60,10 +87,14 @@ class GitHubSource:
             shutil.rmtree(cache / _REPO_LIST_KEY, ignore_errors=True)
         archive = ApiArchive(cache, _REPO_LIST_KEY, "search", replay=self.settings.replay)
         search = RepoSearch(self.gh, self.settings, archive, self.log)
-        with self._session(), ThreadPoolExecutor(self.settings.concurrency) as pool:
-            search.run_parallel = lambda calls: self._parallel(pool, calls)
-            repos = search.list_repos()
+        try:
+            with self._session(), ThreadPoolExecutor(self.settings.concurrency) as pool:
+                search.run_parallel = lambda calls: self._parallel(pool, calls)
+                repos = search.list_repos()
+        except RequestFailed as e:
+            raise explained(e, "repo_list (GitHub search)") from None
         self.excluded = dict(search.excluded)
+        self.search_incomplete = search.incomplete
         self.log(self.budget.summary())
         return repos
 
@@ -82,17 +113,55 @@ class GitHubSource:
     def _graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
         if self.gh is None:
             raise RuntimeError("replay mode must not call the API")
-        return self.gh.graphql.request(query, variables)
+        return graphql_partial(self.gh, query, variables)
 
-    def _connection(self, archive: ApiArchive, stream: str, query: str, variables: dict[str, Any],
-                    path: tuple[str, ...], page_size: int, limit: int | None = None) -> list[dict[str, Any]]:
-        """All nodes of one connection through the archive (githubkit's paginator cannot resume)."""
+    def _check_errors(self, data: dict[str, Any], path: tuple[str, ...]) -> None:
+        """Raise if the connection's root object itself is gone; count errors on single items inside it."""
+        for err in data.get("_errors") or []:
+            reason = ITEM_ERRORS.get(err["type"] or "", "error")
+            if err["path"] == [path[0]] and data.get(path[0]) is None:
+                if path[0] == "repository":
+                    raise RepositoryUnavailable(reason, err["message"])
+                self.log(f"GitHub: {err['message']} ({reason}); its list is left empty")
+            self.item_errors[reason] += 1
+
+    def _connection(
+        self,
+        archive: ApiArchive,
+        stream: str,
+        query: str,
+        variables: dict[str, Any],
+        path: tuple[str, ...],
+        page_size: int,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """All nodes of one connection through the archive (githubkit's paginator cannot resume).
+
+        A page GitHub cannot compute within its 10 seconds (502/504) is asked for again with half the
+        ``first``, down to ``min_page_size``, and the stream keeps the smaller size. The archive resumes
+        by cursor and node count, never by page size, so pages of any size resume correctly."""
+        current = page_size
+
         def fetch(cursor: str | None, size: int) -> dict[str, Any]:
-            return self._graphql(query, {**variables, "cursor": cursor, **({"first": size} if "first" in
-                                                                            variables else {})})
+            nonlocal current
+            floor = self.settings.min_page_size
+            size = min(size, current)
+            while True:
+                token = PAGE_CAN_SHRINK.set(size > floor)
+                try:
+                    return self._graphql(query, {**variables, "cursor": cursor, "first": size})
+                except RequestFailed as e:
+                    status = e.response.status_code
+                    if status not in TIMEOUT_STATUSES or size <= floor:
+                        raise
+                    size = current = max(floor, size // 2)
+                    self.log(f"GitHub: {stream!r} page timed out (HTTP {status}); page size now {size}")
+                finally:
+                    PAGE_CAN_SHRINK.reset(token)
 
         nodes = []
         for data in archive.pages(stream, fetch, path, page_size, limit):
+            self._check_errors(data, path)
             conn = data
             for name in path:
                 conn = conn.get(name) or {}
@@ -104,36 +173,66 @@ class GitHubSource:
         conn = node[field]
         if not conn["pageInfo"]["hasNextPage"]:
             return
-        rest = self._connection(archive, f"more {node['id']} {field}", MORE[(node_type, field)],
-                                {"id": node["id"]}, ("node", field), 100)
+        rest = self._connection(
+            archive,
+            f"more {node['id']} {field}",
+            MORE[(node_type, field)],
+            {"id": node["id"], "first": 100},
+            ("node", field),
+            100,
+        )
         # The follow-up starts from the beginning (its cursor is independent): keep its nodes only.
         conn["nodes"] = rest
         conn["pageInfo"] = {"hasNextPage": False, "endCursor": None}
 
-    def _pull_requests(self, archive: ApiArchive, owner: str, name: str, pool: ThreadPoolExecutor
-                       ) -> list[dict[str, Any]]:
+    def _pull_requests(
+        self, archive: ApiArchive, owner: str, name: str, pool: ThreadPoolExecutor
+    ) -> list[dict[str, Any]]:
         s = self.settings
         if s.max_prs <= 0:
             return []
-        prs = self._connection(archive, "prs", PULL_REQUESTS,
-                               {"owner": owner, "name": name, "first": s.pr_page_size, "nested": s.nested_page_size},
-                               ("repository", "pullRequests"), s.pr_page_size, s.max_prs)
+        prs = self._connection(
+            archive,
+            "prs",
+            PULL_REQUESTS,
+            {"owner": owner, "name": name, "first": s.pr_page_size, "nested": s.nested_page_size},
+            ("repository", "pullRequests"),
+            s.pr_page_size,
+            s.max_prs,
+        )
         prs = [pr for pr in prs if not is_bot(pr)]  # before the follow-ups: no requests spent on bots' PRs
         # Follow-ups are independent of each other; thread replies only after the threads themselves.
-        self._parallel(pool, [functools.partial(self._complete, archive, pr, "PullRequest", field)
-                              for pr in prs for field in ("comments", "reviews", "reviewThreads")])
-        self._parallel(pool, [functools.partial(self._complete, archive, thread, "PullRequestReviewThread", "comments")
-                              for pr in prs for thread in pr["reviewThreads"]["nodes"]])
+        self._parallel(
+            pool,
+            [
+                functools.partial(self._complete, archive, pr, "PullRequest", field)
+                for pr in prs
+                for field in ("comments", "reviews", "reviewThreads")
+            ],
+        )
+        self._parallel(
+            pool,
+            [
+                functools.partial(self._complete, archive, thread, "PullRequestReviewThread", "comments")
+                for pr in prs
+                for thread in pr["reviewThreads"]["nodes"]
+            ],
+        )
         return prs
 
     def _issues(self, archive: ApiArchive, owner: str, name: str, pool: ThreadPoolExecutor) -> list[dict[str, Any]]:
         s = self.settings
         if s.max_issues <= 0:
             return []
-        issues = self._connection(archive, "issues", ISSUES,
-                                  {"owner": owner, "name": name, "first": s.issue_page_size,
-                                   "nested": s.nested_page_size},
-                                  ("repository", "issues"), s.issue_page_size, s.max_issues)
+        issues = self._connection(
+            archive,
+            "issues",
+            ISSUES,
+            {"owner": owner, "name": name, "first": s.issue_page_size, "nested": s.nested_page_size},
+            ("repository", "issues"),
+            s.issue_page_size,
+            s.max_issues,
+        )
         issues = [i for i in issues if not is_bot(i)]
         self._parallel(pool, [functools.partial(self._complete, archive, i, "Issue", "comments") for i in issues])
         return issues
@@ -141,19 +240,31 @@ class GitHubSource:
     # --- collect --------------------------------------------------------------------------------
     def collect(self, repo: RepoInfo) -> Iterator[RawRecord]:
         owner, name = repo.full_name.split("/", 1)
-        archive = ApiArchive(Path(self.settings.cache_dir), repo.partition_key, repo.commit_sha,
-                             replay=self.settings.replay)
+        archive = ApiArchive(
+            Path(self.settings.cache_dir), repo.partition_key, repo.commit_sha, replay=self.settings.replay
+        )
         # Issues page beside the PRs; follow-ups fan out. Two pools: a task never waits on its own pool.
-        with self._session(), ThreadPoolExecutor(1) as side, ThreadPoolExecutor(self.settings.concurrency) as pool:
-            issues_done = side.submit(contextvars.copy_context().run, self._issues, archive, owner, name, pool)
-            prs = self._pull_requests(archive, owner, name, pool)
-            issues = issues_done.result()
-        self.log(f"{repo.partition_key}: {len(prs)} PRs, {len(issues)} issues; {self.budget.summary()}")
+        try:
+            with self._session(), ThreadPoolExecutor(1) as side, ThreadPoolExecutor(self.settings.concurrency) as pool:
+                issues_done = side.submit(contextvars.copy_context().run, self._issues, archive, owner, name, pool)
+                prs = self._pull_requests(archive, owner, name, pool)
+                issues = issues_done.result()
+        except RequestFailed as e:
+            raise explained(e, repo.full_name) from None
+        except RepositoryUnavailable as e:  # one record says why the partition is empty; the run goes on
+            self.log(f"{repo.partition_key}: excluded ({e.reason}): {e}")
+            yield {"kind": "excluded", "reason": e.reason, "message": str(e)}
+            return
+        fixed = f"; {archive.surrogates} lone surrogates replaced by U+FFFD" if archive.surrogates else ""
+        self.log(f"{repo.partition_key}: {len(prs)} PRs, {len(issues)} issues{fixed}; {self.budget.summary()}")
         with tempfile.TemporaryDirectory(prefix="gocoder-git-") as scratch:
             clone = PartialClone(archive.dir / "git", repo.url.removesuffix("/") + ".git", Path(scratch))
             heads = [pr["headRefOid"] for pr in prs]
-            clone.fetch_refs(repo.default_branch, [pr["number"] for pr in prs],
-                             want=[repo.commit_sha, *heads, *(pr.get("baseRefOid") for pr in prs)])
+            clone.fetch_refs(
+                repo.default_branch,
+                [pr["number"] for pr in prs],
+                want=[repo.commit_sha, *heads, *(pr.get("baseRefOid") for pr in prs)],
+            )
             commits = clone.pr_commits({pr["number"]: (pr.get("baseRefOid"), pr["headRefOid"]) for pr in prs})
             clone.fetch_blobs([*clone.tree_blobs(repo.commit_sha), *clone.diff_blobs(c for c in commits.values() if c)])
             blobs = BlobReader(clone.git)
@@ -164,7 +275,7 @@ class GitHubSource:
                     files = clone.files(blobs, commit) if commit else []
                     record = change_record(pr, files)
                     if commit is None:
-                        record["files_unavailable"] = "pr head or base not fetchable"
+                        record["files_unavailable"] = clone.unavailable_prs.get(pr["number"], "missing_commit")
                     yield record
             finally:
                 blobs.close()

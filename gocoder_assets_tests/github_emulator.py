@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from gocoder_assets.sources.github.client import RetrySettings
 from gocoder_assets.sources.github.settings import GitHubSettings
+from gocoder_assets_tests.github_emulator_cost import RateLimited
 from gocoder_assets_tests.github_emulator_data import Repo
 from gocoder_assets_tests.github_emulator_graphql import SCHEMA_FILE, Graph, load_schema
 from gocoder_assets_tests.github_emulator_rest import RestRoutes
@@ -64,11 +65,11 @@ class Emulator:
         self.round_robin, self._turn = round_robin, 0
         self.heavy: dict[str, int] = {}  # full name -> largest PR page GitHub computes in time (else 502)
         self.graph = Graph(self.repos)  # before serving: building the schema takes a second
-        self.graph.remaining = lambda: self.remaining["graphql"]
         self.lock = threading.Lock()
         self.counts: collections.Counter[str] = collections.Counter()  # answered requests per route
         self.faults: collections.Counter[str] = collections.Counter()
         self.invalid_queries: list[str] = []
+        self.rate_limited = 0  # GraphQL queries refused for want of points (not injected faults)
         self.rest_bodies: list[tuple[str, Any]] = []  # (route, JSON body) of every answered REST request
         self.in_flight = self.max_in_flight = 0
         self.remaining = collections.Counter({"core": 5000, "search": 30, "graphql": 5000})
@@ -112,12 +113,30 @@ class Emulator:
                 self.faults["heavy_502"] += 1
         return too
 
-    def graphql(self, payload: dict[str, Any]) -> dict[str, Any]:
-        out, invalid = self.graph.execute(payload)
+    @property
+    def points_used(self) -> int:
+        """GraphQL points charged so far (GitHub's formula, ``github_emulator_cost``), all tokens together."""
+        return self.graph.points.used
+
+    def graphql(self, payload: dict[str, Any], token: str | None = None) -> dict[str, Any]:
+        return self.graphql_answer(payload, token)[0]
+
+    def graphql_answer(self, payload: dict[str, Any], token: str | None = None) -> tuple[dict[str, Any], dict]:
+        """The JSON answer and its rate-limit headers: the points left, or GitHub's RATE_LIMITED answer
+        (HTTP 200, ``x-ratelimit-remaining: 0`` and the reset) when the query costs more than is left."""
+        token = self.token if token is None else token
+        try:
+            out, invalid = self.graph.execute(payload, token)
+        except RateLimited as e:
+            with self.lock:
+                self.rate_limited += 1
+            error = {"type": "RATE_LIMITED", "message": f"API rate limit exceeded for token. {e}"}
+            return {"data": None, "errors": [error]}, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(e.reset)}
         if invalid:
             with self.lock:
                 self.invalid_queries += invalid
-        return out
+        remaining, reset = self.graph.points.window_of(token)
+        return out, {"x-ratelimit-remaining": str(remaining), "x-ratelimit-reset": str(reset)}
 
     # --- faults ---------------------------------------------------------------------------------
     def pick_fault(self, route: str) -> str | None:
@@ -231,13 +250,13 @@ class _Handler(BaseHTTPRequestHandler):
         if fault and self._fault(fault, resource):
             return
         if route.startswith("graphql"):
-            status, data, extra = 200, emu.graphql(payload), {}
+            status, (data, extra) = 200, emu.graphql_answer(payload, self.headers["Authorization"].split()[-1])
         else:
             status, data, extra = emu.rest.answer(route, path, query)
         with emu.lock:
             if fault != "truncated":  # a truncated answer is a fault, not an answer
                 emu.counts[route] += 1
-            emu.remaining[resource] -= 1
+            emu.remaining[resource] -= resource != "graphql"  # GraphQL spends points (graph.points) instead
             if status == 200 and fault != "truncated" and not route.startswith("graphql"):
                 emu.rest_bodies.append((route, data))
             remaining = emu.remaining[resource]
@@ -343,17 +362,22 @@ _Handler._git_refused = _git_refused  # type: ignore[attr-defined]
 
 
 def ensure_schema() -> None:
-    """Install GitHub's schema if missing (needs npm); skip the calling test only when npm is absent."""
+    """Install GitHub's schema if missing (when npm is there); else fail the calling test, never skip it.
+
+    Why fail: a skipped GitHub test looks like a pass in CI, and these tests are what shows the queries
+    would be valid on github.com, so a missing schema must be a visible, explained failure."""
     import pytest  # noqa: PLC0415  (only the tests need it; the benchmark imports this module too)
 
     if SCHEMA_FILE.exists():
         return
-    if shutil.which("npm") is None:
-        pytest.skip(
-            "npm is not installed, so GitHub's GraphQL schema (@octokit/graphql-schema) cannot be "
-            "installed; run .ci/setup-github-schema on a machine with npm"
+    if shutil.which("npm") is not None:
+        subprocess.run(["bash", str(SCHEMA_FILE.parents[4] / "setup-github-schema")], check=False)
+    if not SCHEMA_FILE.exists():
+        pytest.fail(
+            f"GitHub's GraphQL schema (npm @octokit/graphql-schema) is missing at {SCHEMA_FILE}: "
+            "run bash .ci/setup-github-schema (needs npm) before the GitHub tests",
+            pytrace=False,
         )
-    subprocess.run(["bash", str(SCHEMA_FILE.parents[4] / "setup-github-schema")], check=True)
 
 
 def source_settings(emu: Emulator, cache_dir: Path, **overrides: Any) -> GitHubSettings:

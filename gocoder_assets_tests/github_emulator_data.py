@@ -61,6 +61,7 @@ class PR:
     reviews: list[tuple[Comment, str]] = dataclasses.field(default_factory=list)  # (comment, state)
     threads: list[Thread] = dataclasses.field(default_factory=list)
     files: dict[str, bytes | None] = dataclasses.field(default_factory=dict)  # path -> new content (None: delete)
+    updated_at: str = ""  # "" = created_at (GitHub's updatedAt: bumped by every change to the PR)
 
 
 @dataclasses.dataclass
@@ -71,6 +72,7 @@ class Issue:
     author: str | None  # None: a deleted account ("ghost")
     created_at: str
     comments: list[Comment] = dataclasses.field(default_factory=list)
+    updated_at: str = ""  # "" = created_at
 
 
 @dataclasses.dataclass
@@ -284,3 +286,86 @@ def widget_repo(
     ]
     build_git(repo, git_root, BASE_FILES)
     return repo
+
+
+MOVED_BASE_PR_FILE = BASE_FILES["widget.go"] + b"\nfunc Double() int { return 2 * Size }\n"
+
+
+def moved_base_repo(git_root: Path, *, repo_id: int = 9, name: str = "moved") -> Repo:
+    """A PR whose base branch moved on after the PR branched: main changes ``widget.go`` (a comment) and adds
+    ``CHANGELOG.md`` after the fork point, the PR edits ``widget.go`` too, and GitHub's ``baseRefOid`` is
+    main's *moved* tip. So ``base..head`` would show main's changes reverted; only
+    ``merge-base(base, head)..head`` (what GitHub shows) is the PR's own diff."""
+    repo = Repo(repo_id, "acme", name, 50, "MIT")
+    build_git(repo, git_root, BASE_FILES)  # main: the initial import only (mark :1)
+    bare = git_root / repo.owner / f"{repo.name}.git"
+    moved = BASE_FILES["widget.go"].replace(b"widget size.", b"widget size, in inches.")
+    merged = MOVED_BASE_PR_FILE.replace(b"widget size.", b"widget size, in inches.")
+
+    def commit(ref: str, mark: int, message: str, files: dict[str, bytes], parents: list[int]) -> bytes:
+        msg = message.encode()
+        head = f"commit {ref}\nmark :{mark}\ncommitter Ada <ada@example.com> {1_704_200_000 + mark} +0000\n"
+        links = "".join([f"from :{parents[0]}\n", *(f"merge :{p}\n" for p in parents[1:])])
+        body = b"".join(_blob(p, d) for p, d in files.items())
+        return head.encode() + f"data {len(msg)}\n".encode() + msg + b"\n" + links.encode() + body
+
+    stream = [
+        commit("refs/pull/1/head", 100, "Add Double", {"widget.go": MOVED_BASE_PR_FILE}, [1]),
+        commit("refs/heads/main", 101, "Document units", {"widget.go": moved, "CHANGELOG.md": b"# Changes\n"}, [1]),
+        commit("refs/heads/main", 102, "Merge pull request #1", {"widget.go": merged}, [101, 100]),
+    ]
+    marks = bare / "fixture-marks"
+    subprocess.run(
+        ["git", "--git-dir", str(bare), "fast-import", "--quiet", f"--import-marks={marks}", f"--export-marks={marks}"],
+        input=b"".join(stream),
+        check=True,
+        env=_env(1),
+        capture_output=True,
+    )
+    oids = dict(line.split() for line in marks.read_text().splitlines())
+    pr = PR(1, "Add Double", "Doubles the size.", "dev1", when(10), "MERGED", when(12))
+    pr.base_oid, pr.head_oid, pr.files = oids[":101"], oids[":100"], {"widget.go": MOVED_BASE_PR_FILE}
+    repo.prs, repo.head_oid = [pr], oids[":102"]
+    return repo
+
+
+# --- changes after a first collection (incremental re-collection tests) -----------------------------
+def add_pr(repo: Repo, git_root: Path, pr: PR) -> None:
+    """Add ``pr`` to a built repository: its branch at ``refs/pull/N/head`` off the current head and, if
+    merged, a merge commit that advances the default branch (so the repository gets a new head).
+    Refresh the emulator's graph afterwards (``Graph.refresh``)."""
+    bare = git_root / repo.owner / f"{repo.name}.git"
+    t = 1_705_000_000 + 60 * pr.number
+
+    def commit(ref: str, mark: int, message: str, parents: list[str]) -> bytes:
+        msg = message.encode()
+        head = f"commit {ref}\nmark :{mark}\ncommitter Ada <ada@example.com> {t + mark} +0000\n"
+        links = "".join([f"from {parents[0]}\n", *(f"merge {p}\n" for p in parents[1:])])
+        body = b"".join(_blob(p, d) if d is not None else b"D " + p.encode() + b"\n" for p, d in pr.files.items())
+        return head.encode() + f"data {len(msg)}\n".encode() + msg + b"\n" + links.encode() + body
+
+    stream = [commit(f"refs/pull/{pr.number}/head", 1, pr.title, [repo.head_oid])]
+    if pr.state == "MERGED":
+        stream.append(
+            commit(f"refs/heads/{repo.default_branch}", 2, f"Merge pull request #{pr.number}", [repo.head_oid, ":1"])
+        )
+    marks = bare / "added-marks"
+    subprocess.run(
+        ["git", "--git-dir", str(bare), "fast-import", "--quiet", f"--export-marks={marks}"],
+        input=b"".join(stream),
+        check=True,
+        env=_env(1),
+        capture_output=True,
+    )
+    oids = dict(line.split() for line in marks.read_text().splitlines())
+    pr.base_oid, pr.head_oid = repo.head_oid, oids[":1"]
+    if pr.state == "MERGED":
+        repo.head_oid = oids[":2"]
+    repo.prs.append(pr)
+
+
+def edit_pr_comment(repo: Repo, number: int, index: int, body: str, at: str) -> None:
+    """Edit one comment of PR ``number``; its ``updatedAt`` becomes ``at`` (as GitHub bumps it)."""
+    pr = next(p for p in repo.prs if p.number == number)
+    pr.comments[index].body = body
+    pr.updated_at = at

@@ -9,12 +9,12 @@ unavailable: it then answers with GitHub's item-error shape (null data plus ``er
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import graphql
 
+from gocoder_assets_tests.github_emulator_cost import PointBudget
 from gocoder_assets_tests.github_emulator_data import Repo
 
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / ".ci/node/node_modules/@octokit/graphql-schema/schema.graphql"
@@ -102,7 +102,7 @@ class Graph:
 
     def __init__(self, repos: dict[str, Repo]) -> None:
         self.schema = load_schema()
-        self.remaining: Callable[[], int] = lambda: 5000  # the emulator's GraphQL budget
+        self.points = PointBudget(self.schema)  # GitHub's cost formula, 5,000 points/h per token
         self.unavailable: dict[str, str] = {}  # full name -> "NOT_FOUND" | "FORBIDDEN"
         self._nodes: dict[str, dict[str, Any]] = {}
         self._names: dict[str, str] = {}  # repository node id -> full name
@@ -160,6 +160,7 @@ class Graph:
                     "body": pr.body,
                     "state": pr.state,
                     "createdAt": pr.created_at,
+                    "updatedAt": pr.updated_at or pr.created_at,
                     "mergedAt": pr.merged_at,
                     "baseRefOid": pr.base_oid,
                     "headRefOid": pr.head_oid,
@@ -197,6 +198,7 @@ class Graph:
                     "title": issue.title,
                     "body": issue.body,
                     "createdAt": issue.created_at,
+                    "updatedAt": issue.updated_at or issue.created_at,
                     "author": _actor(issue.author, False),
                     "comments": connection(
                         [
@@ -208,13 +210,17 @@ class Graph:
                 }
             )
 
-        prs = [pr_node(p) for p in sorted(repo.prs, key=lambda p: p.created_at, reverse=True)]
-        issues = [issue_node(i) for i in sorted(repo.issues, key=lambda i: i.created_at, reverse=True)]
+        prs = [pr_node(p) for p in repo.prs]
+        issues = [issue_node(i) for i in repo.issues]
 
-        def pull_requests(states: list[str] | None = None, **kw: Any) -> dict[str, Any]:
-            return connection(
-                [p for p in prs if not states or p["state"] in states], f"{repo.node_id}.pullRequests.{states}"
-            )(**kw)
+        def pull_requests(states: list[str] | None = None, orderBy: dict | None = None, **kw: Any) -> dict[str, Any]:
+            order = _order(orderBy)
+            chosen = [p for p in _ordered(prs, order) if not states or p["state"] in states]
+            return connection(chosen, f"{repo.node_id}.pullRequests.{states}.{order}")(**kw)
+
+        def issue_list(orderBy: dict | None = None, **kw: Any) -> dict[str, Any]:
+            order = _order(orderBy)
+            return connection(_ordered(issues, order), f"{repo.node_id}.issues.{order}")(**kw)
 
         head = repo.head_oid or None
         return self._index(
@@ -226,28 +232,27 @@ class Graph:
                 if head
                 else None,
                 "pullRequests": pull_requests,
-                "issues": connection(issues, f"{repo.node_id}.issues"),
+                "issues": issue_list,
             }
         )
+
+    def refresh(self, repo: Repo) -> None:
+        """Rebuild ``repo``'s nodes after a test changed its data (``add_pr``, ``edit_pr_comment``)."""
+        self._graph[repo.full_name] = self._repo_node(repo)
 
     def _index(self, node: dict[str, Any]) -> dict[str, Any]:
         self._nodes[node["id"]] = node
         return node
 
-    def execute(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-        """GitHub's JSON answer, and the messages of the errors that make the query itself invalid."""
+    def execute(self, payload: dict[str, Any], token: str = "") -> tuple[dict[str, Any], list[str]]:
+        """GitHub's JSON answer, and the messages of the errors that make the query itself invalid.
+        Charged first, as GitHub does: ``RateLimited`` (github_emulator_cost) when over the token's budget."""
+        rate = self.points.charge(payload, token)
         root = {
             "repository": self._repository,
             "nodes": lambda ids: [self._node(i) for i in ids],
             "node": lambda id: _raise(n) if isinstance(n := self._node(id), ItemError) else n,
-            "rateLimit": lambda **_: {
-                "cost": 1,
-                "remaining": self.remaining(),
-                "limit": 5000,
-                "used": 0,
-                "nodeCount": 0,
-                "resetAt": "2030-01-01T00:00:00Z",
-            },
+            "rateLimit": lambda **_: rate,
         }
         result = graphql.graphql_sync(
             self.schema,
@@ -268,6 +273,18 @@ class Graph:
                     invalid.append(e.message)
                 out["errors"].append(formatted)
         return out, invalid
+
+
+def _order(order_by: dict[str, str] | None) -> tuple[str, str]:
+    """``orderBy`` as (node field, direction); GitHub's default for these lists is oldest created first."""
+    order_by = order_by or {"field": "CREATED_AT", "direction": "ASC"}
+    field = {"CREATED_AT": "createdAt", "UPDATED_AT": "updatedAt"}[order_by["field"]]
+    return field, order_by["direction"]
+
+
+def _ordered(nodes: list[dict[str, Any]], order: tuple[str, str]) -> list[dict[str, Any]]:
+    field, direction = order
+    return sorted(nodes, key=lambda n: (n[field], n["number"]), reverse=direction == "DESC")
 
 
 def _raise(error: Exception) -> Any:

@@ -6,11 +6,15 @@ the test pins the source to git's view of the history rather than to hand-writte
 
 from __future__ import annotations
 
+import io
+import re
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gocoder_assets.sources import base, git_clones
+from gocoder_assets.sources import base, git_clones, git_diff
 from gocoder_assets.sources.git_clones import GitClonesSource, detect_license, parse_remote
 from gocoder_assets_tests.gitrepo import commit, git, gits
 
@@ -312,12 +316,118 @@ def test_unsafe_and_symlink_renames_are_skipped(renames: tuple[Path, dict[str, s
 def test_unpaired_sections_raise(renames: tuple[Path, dict[str, str]], tmp_path: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     repo, shas = renames
-    real = git_clones.Git.run
+    real = git_clones.Git.popen
 
-    def no_rename_headers(self: git_clones.Git, *args: str, check: bool = True) -> bytes | None:
-        out = real(self, *args, check=check)
-        return out.replace(b"\nrename from ", b"\nxrename from ") if args[0] == "diff-tree" and out else out
+    def no_rename_headers(self: git_clones.Git, *args: str, **kwargs: Any) -> subprocess.Popen:
+        proc = real(self, *args, **kwargs)
+        if args[0] == "diff-tree":
+            out = proc.stdout.read()  # type: ignore[union-attr]
+            proc.stdout.close()  # type: ignore[union-attr]
+            proc.stdout = io.BytesIO(out.replace(b"\nrename from ", b"\nxrename from "))
+        return proc
 
-    monkeypatch.setattr(git_clones.Git, "run", no_rename_headers)
+    monkeypatch.setattr(git_clones.Git, "popen", no_rename_headers)
     with pytest.raises(RuntimeError, match="does not match R"):
         _files(repo, shas["Rename add delete"], tmp_path)
+
+
+def _reference_files(git_: git_clones.Git, sha: str) -> list[tuple[str, str | None, str, str | None]]:
+    """The non-streamed reading: whole diff-tree output, split at once; (status, old, path, diff)."""
+    out = git_.run("diff-tree", *git_diff._DIFF_ARGS, sha) or b""
+    raw, patch = out.split(b"\0\0diff --git ", 1)
+    fields, entries = iter(raw.split(b"\0")), []
+    for meta in fields:
+        status = meta.split()[-1].decode()
+        paths = [next(fields).decode() for _ in range(2 if status[0] in "RC" else 1)]
+        entries.append((status[0], paths[0] if status[0] == "R" else None, paths[-1]))
+    sections = [s for s in re.split(rb"(?m)^(?=diff --git )", b"diff --git " + patch) if s]
+    assert len(sections) == len(entries)  # no type changes in this commit
+    return [(*e, base.decode_text(s)[0]) for e, s in zip(entries, sections, strict=True)]
+
+
+def test_large_patch_streams_to_the_same_entries(tmp_path: Path) -> None:
+    """200 files x 2,000 lines (about 16 MB of patch), plus a rename, delete and add."""
+    repo = tmp_path / "big"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    before = {f"pkg/f{n:03d}.go": "".join(f"\tv{i} := {i} // file {n}\n" for i in range(2000)) for n in range(200)}
+    before |= {"old.go": f"package old\n\n{GO_LINES}", "gone.go": "package gone\n"}
+    for path, text in before.items():
+        (repo / path).parent.mkdir(exist_ok=True)
+        (repo / path).write_text(text)
+    commit(repo, 1, "Initial")
+    after = {p: t.replace("0 // file", "0 // changed file") for p, t in before.items() if p.startswith("pkg/")}
+    after |= {"new.go": "package new\n", "renamed.go": before["old.go"].replace("v3 = 3", "v3 = 33")}
+    (repo / "gone.go").unlink()
+    git(repo, "mv", "old.go", "renamed.go")
+    for path, text in after.items():
+        (repo / path).write_text(text)
+    commit(repo, 2, "Touch everything")
+    sha = gits(repo, "rev-parse", "HEAD").strip()
+
+    files = _files(repo, sha, tmp_path)
+    reference = _reference_files(git_clones.Git(repo / ".git", tmp_path), sha)
+    assert [(f["status"], f.get("old_path"), f["path"], f["diff"]) for f in files] == reference
+    assert len(files) == 203 and not any("skipped" in f for f in files)
+    for f in files:
+        assert f["before"] == (before.get(f.get("old_path", f["path"])) if f["status"] != "A" else None)
+        assert f["after"] == (after.get(f["path"]) if f["status"] != "D" else None)
+
+
+def test_oversized_section_is_skipped_without_being_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A section over 2 x MAX_FILE_BYTES is too_large though both sides fit; its neighbours are whole."""
+    repo = tmp_path / "huge"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    for name, text in {"a.go": "package a\n", "big.go": "a\n" * 499, "c.go": "package c\n"}.items():
+        (repo / name).write_text(text)
+    commit(repo, 1, "Initial")
+    for name, text in {"a.go": "package a // edited\n", "big.go": "b\n" * 499, "c.go": "package c // edited\n"}.items():
+        (repo / name).write_text(text)
+    commit(repo, 2, "Rewrite big.go")
+    sha = gits(repo, "rev-parse", "HEAD").strip()
+    monkeypatch.setattr(base, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(git_clones, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(git_diff, "_CHUNK", 256)  # the big section (~3 kB) arrives in many reads
+    sizes: list[int] = []  # every section (or section head) held at once
+    real_of = git_diff.Section.of.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: type[git_diff.Section], data: bytes, held: bool) -> git_diff.Section:
+        sizes.append(len(data))
+        return real_of(cls, data, held)
+
+    monkeypatch.setattr(git_diff.Section, "of", classmethod(spy))
+
+    a, big, c = _files(repo, sha, tmp_path)
+    assert (big["path"], big["status"], big["diff"], big["skipped"]) == ("big.go", "M", None, "too_large")
+    assert (big["before"], big["after"]) == ("a\n" * 499, "b\n" * 499)
+    assert max(sizes) <= 2000 + 256 + len(git_diff._SECTION_MARK)  # at most the cap and one read
+    for f in (a, c):
+        assert f["diff"] == gits(repo, "show", "--format=", sha, "--", f["path"]) and "skipped" not in f
+
+
+class _Trickle(io.RawIOBase):
+    """A stream handing out its bytes a few at a time, so every cut lands across reads."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.step = data, step
+
+    def read(self, n: int = -1) -> bytes:
+        out, self.data = self.data[: self.step], self.data[self.step :]
+        return out
+
+
+@pytest.mark.parametrize("step", [1, 2, 5, 11, 12, 13, 100])
+def test_sections_cut_across_reads(step: int) -> None:
+    patch = (
+        b"diff --git a/x b/x\n-diff --git \n+\n diff --git a/y\ndiff --git a/y b/y\n@@ -1 +1 @@\n"
+        b"-x\n+y\ndiff --git a/z b/z\nBinary files a/z and b/z differ\n"
+    )
+    expected = [s for s in re.split(rb"(?m)^(?=diff --git )", patch) if s]
+    for head in range(0, 30, 7):  # part of the patch already read with the raw entries
+        got = list(git_diff.sections(patch[:head], _Trickle(patch[head:], step), cap=1000))  # type: ignore[arg-type]
+        assert [s.data for s in got] == expected
+    capped = list(git_diff.sections(b"", _Trickle(patch, step), cap=45))  # type: ignore[arg-type]
+    assert [s.data for s in capped] == [None, expected[1], None]  # 49, 38 and 52 bytes
+    assert [s.header for s in capped[1:]] == [expected[1][:19], expected[2][:19]]
+    assert expected[0].startswith(capped[0].header) and len(capped[0].header) > 45  # no header end: the head

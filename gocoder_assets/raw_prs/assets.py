@@ -24,14 +24,15 @@ def _noting_exclusions(records: Iterator[RawRecord], excluded: list[str]) -> Ite
 
 @per_repo_asset(
     deps=[repo_list],
-    code_version="3",
+    code_version="4",
     group_name="collect",
     kinds={"json"},
 )
 def raw_prs(
     context: dg.AssetExecutionContext, source: RepoSourceResource, storage: StorageResource
 ) -> dg.MaterializeResult:
-    """Change records (PRs/commits), README, file tree and source files of each repo."""
+    """Change records (PRs/commits), README, file tree and source files of each repo; metadata also says
+    what each partition's collection cost (``cost:api_requests``, ``cost:graphql_points``, ``cost:git_bytes``)."""
     layout = storage.layout()
     repos = read_repo_list(layout.repo_list_file)
     src = source.get_source()
@@ -45,6 +46,9 @@ def raw_prs(
         counts.update({f"excluded:{reason}": 1 for reason in excluded})
         counts.update({f"skipped:{k}": v for k, v in stats["skips"].items()})
         counts["text_bytes"] = stats["text_bytes"]
+        # What collecting cost (GitHub source: API requests, GraphQL points, git pack bytes): an incremental
+        # re-collection should show small numbers here, which is how a wasteful one gets noticed.
+        counts.update({f"cost:{k}": v for k, v in (getattr(src, "last_cost", None) or {}).items()})
         per_partition[key] = counts
         context.log.info(f"{key}: {counts}")
     return dg.MaterializeResult(metadata=counts_metadata(per_partition))

@@ -22,6 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 from gocoder_assets.licenses import license_key
 
 from .base import MAX_FILE_BYTES, RawRecord, RepoInfo, decode_text, is_safe_relpath, utc_now
+from .git_diff import GITLINK_MODE, SYMLINK_MODE, commit_files
+from .git_diff import blob_side as _side
 
 # Command-line config beats the clone's own (untrusted) .git/config. The first four are the
 # safety baseline; the rest pin output formats we parse, whatever the clone configures.
@@ -34,16 +36,9 @@ _GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
     "GIT_LFS_SKIP_SMUDGE": "1", "GIT_NO_LAZY_FETCH": "1", "GIT_NO_REPLACE_OBJECTS": "1", "LC_ALL": "C",
 }
-# Raw ids and the patch in one go; no external diff or textconv programs, no orderfile. Renames
-# are detected at git's default similarity (50%); copies are not asked for (no -C).
-_DIFF_ARGS = ("-r", "--root", "--no-commit-id", "--find-renames", "-z", "--patch-with-raw", "--no-color",
-              "--no-ext-diff", "--no-textconv", "--submodule=short", "-O/dev/null")
-_HEADER_END = re.compile(rb"(?m)^(?:--- |@@ |Binary files |GIT binary patch)")
-_RENAME_LINE = re.compile(rb"(?m)^(rename|copy) from ")
 _LICENSE_FILES = ("license", "license.md", "license.txt", "copying")
 _PR_SUFFIX = re.compile(r"\s*\(#(\d+)\)\s*$")
 _OWNER_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
-SYMLINK_MODE, GITLINK_MODE = "120000", "160000"
 
 
 class Git:
@@ -318,67 +313,3 @@ def _changes(git: Git, blobs: BlobReader, sha: str, max_commits: int) -> Iterato
             if proc.wait() not in (0, -9):
                 err.seek(0)
                 raise RuntimeError(f"git log failed in {git.git_dir}: {err.read().decode(errors='replace')}")
-
-
-def commit_files(git: Git, blobs: BlobReader, sha: str, exclude: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """One entry per changed path, from one ``diff-tree`` (raw ids + patch) and blob reads.
-
-    A rename is one entry: ``path`` the new path, ``old_path`` the old one, status ``R`` with
-    git's ``similarity`` percent, ``before`` read at the old path and ``after`` at the new. A copy
-    (status ``C``; not requested, so not expected) is recorded as an add of the new path, its
-    ``diff`` being git's copy section (relative to the source). A type change (file <-> symlink
-    or submodule) is ``M``. ``exclude``: pathspecs left out (paths whose blobs a partial clone lacks:
-    git cannot diff them).
-    """
-    excluded = tuple(exclude)
-    out = git.run("diff-tree", *_DIFF_ARGS, sha, *(("--", *excluded) if excluded else ())) or b""
-    raw, pos = [], 0
-    # ":oldmode newmode oldoid newoid status\0path\0", or "...R086\0old path\0new path\0" for R/C
-    while out[pos:pos + 1] == b":":
-        meta_end = out.index(b"\0", pos)
-        old_mode, new_mode, old_oid, new_oid, status = out[pos + 1:meta_end].decode().split()
-        paths, pos = [], meta_end + 1
-        for _ in range(2 if status[:1] in ("R", "C") else 1):
-            path_end = out.index(b"\0", pos)
-            paths.append(out[pos:path_end].decode("utf-8", errors="backslashreplace"))
-            pos = path_end + 1
-        raw.append((old_mode, new_mode, old_oid, new_oid, status, paths))
-    patch = out[pos + 1:] if out[pos:pos + 1] == b"\0" else out[pos:]
-    sections = [s for s in re.split(rb"(?m)^(?=diff --git )", patch) if s]
-    # A type change (file <-> symlink/submodule) prints as delete + add: two sections.
-    if len(sections) != sum(2 if r[4] == "T" else 1 for r in raw):
-        raise RuntimeError(f"cannot pair diff sections with paths in commit {sha} of {git.git_dir}")
-    files, i = [], 0
-    for old_mode, new_mode, old_oid, new_oid, status, paths in raw:
-        kind, path, old_path = status[:1], paths[-1], paths[0]
-        n = 2 if kind == "T" else 1
-        section = b"".join(sections[i:i + n])
-        i += n
-        # Header lines never start a content line (those start with " ", "+", "-" or "\\"), so a
-        # section has "rename/copy from" exactly when its raw entry is R/C: a second pairing check.
-        header = section[:m.start()] if (m := _HEADER_END.search(section)) else section
-        marker = _RENAME_LINE.search(header)
-        if (marker.group(1) if marker else None) != {"R": b"rename", "C": b"copy"}.get(kind):
-            raise RuntimeError(f"diff section {i} does not match {status} {path!r} in commit {sha} of "
-                               f"{git.git_dir}")
-        diff, diff_reason = decode_text(section)
-        has_before = kind not in ("A", "C")
-        before, before_reason = _side(blobs, old_path, old_mode, old_oid) if has_before else (None, None)
-        after, after_reason = _side(blobs, path, new_mode, new_oid) if kind != "D" else (None, None)
-        entry: dict[str, Any] = {"path": path}
-        if kind == "R":
-            entry.update(old_path=old_path, similarity=int(status[1:] or 0))
-        entry.update(status={"T": "M", "C": "A"}.get(kind, kind), diff=diff, before=before, after=after)
-        reason = before_reason or after_reason or diff_reason
-        if reason:
-            entry["skipped"] = reason
-        files.append(entry)
-    return files
-
-
-def _side(blobs: BlobReader, path: str, mode: str, oid: str) -> tuple[str | None, str | None]:
-    if not is_safe_relpath(path):
-        return None, "unsafe_path"
-    if mode in (SYMLINK_MODE, GITLINK_MODE):
-        return None, "symlink" if mode == SYMLINK_MODE else "submodule"
-    return blobs.text(oid)

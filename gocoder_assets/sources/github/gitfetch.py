@@ -19,6 +19,11 @@ excluded directories (the categorizer's own ``excluded_dirs``) and known binary 
 recorded as skips from the tree alone. git itself must never be asked about an absent blob (with
 lazy fetching off it dies), so the diff of such a path is excluded by pathspec and the path gets
 an entry with ``skipped`` instead.
+
+The clone is kept across snapshots, so a later collection fetches only objects it lacks (git's
+negotiation for refs, a presence check for blobs asked by id). ``object_bytes`` measures what
+came in: fetched packs are kept as packs (``fetch.unpackLimit=1``) and never repacked
+(``gc.auto=0``), so the growth of ``objects/pack`` is the pack data received.
 """
 
 from __future__ import annotations
@@ -41,15 +46,71 @@ from gocoder_assets.sources.git_clones import (
 )
 
 _IDENTITY = ("-c", "user.name=gocoder", "-c", "user.email=gocoder@localhost")
-_FETCH = ("fetch", "--filter=blob:none", "--no-tags", "--recurse-submodules=no", "--no-write-fetch-head",
-          "--stdin", "origin")
+_FETCH = (
+    "fetch",
+    "--filter=blob:none",
+    "--no-tags",
+    "--recurse-submodules=no",
+    "--no-write-fetch-head",
+    "--stdin",
+    "origin",
+)
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _EXCLUDED_DIRS = frozenset(FilterOptions().excluded_dirs)
-_BINARY_EXTENSIONS = frozenset((
-    "png", "jpg", "jpeg", "gif", "bmp", "ico", "webp", "tif", "tiff", "psd", "pdf", "zip", "gz", "tgz", "bz2",
-    "xz", "zst", "7z", "rar", "tar", "jar", "war", "exe", "dll", "so", "dylib", "a", "o", "lib", "bin", "dat",
-    "wasm", "class", "pyc", "woff", "woff2", "ttf", "otf", "eot", "mp3", "mp4", "mov", "avi", "wav", "ogg",
-    "flac", "mkv", "webm", "db", "sqlite"))
+_BINARY_EXTENSIONS = frozenset(
+    (
+        "png",
+        "jpg",
+        "jpeg",
+        "gif",
+        "bmp",
+        "ico",
+        "webp",
+        "tif",
+        "tiff",
+        "psd",
+        "pdf",
+        "zip",
+        "gz",
+        "tgz",
+        "bz2",
+        "xz",
+        "zst",
+        "7z",
+        "rar",
+        "tar",
+        "jar",
+        "war",
+        "exe",
+        "dll",
+        "so",
+        "dylib",
+        "a",
+        "o",
+        "lib",
+        "bin",
+        "dat",
+        "wasm",
+        "class",
+        "pyc",
+        "woff",
+        "woff2",
+        "ttf",
+        "otf",
+        "eot",
+        "mp3",
+        "mp4",
+        "mov",
+        "avi",
+        "wav",
+        "ogg",
+        "flac",
+        "mkv",
+        "webm",
+        "db",
+        "sqlite",
+    )
+)
 _MAX_REFUSED = 32  # more single objects refused than this: the remote is down, not one object bad
 
 
@@ -82,11 +143,22 @@ class PartialClone:
         self.git = Git(git_dir, scratch)
         if not (git_dir / "HEAD").exists():  # init must not see GIT_DIR/GIT_WORK_TREE: it creates the former
             env = {k: v for k, v in self.git.env.items() if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")}
-            subprocess.run(self.git.argv(("init", "-q", "--bare", str(self.git.git_dir))), env=env, check=True,
-                           cwd=scratch, capture_output=True)
-        for key, value in (("core.repositoryformatversion", "1"), ("extensions.partialClone", "origin"),
-                           ("remote.origin.url", url), ("remote.origin.promisor", "true"),
-                           ("remote.origin.partialclonefilter", "blob:none")):
+            subprocess.run(
+                self.git.argv(("init", "-q", "--bare", str(self.git.git_dir))),
+                env=env,
+                check=True,
+                cwd=scratch,
+                capture_output=True,
+            )
+        for key, value in (
+            ("core.repositoryformatversion", "1"),
+            ("extensions.partialClone", "origin"),
+            ("remote.origin.url", url),
+            ("remote.origin.promisor", "true"),
+            ("remote.origin.partialclonefilter", "blob:none"),
+            ("fetch.unpackLimit", "1"),
+            ("gc.auto", "0"),
+        ):
             self.git.run("config", key, value)
         self.unavailable: set[str] = set()  # objects the remote refused (each alone)
         self.missing_refs: set[int] = set()  # PRs whose refs/pull/N/head the remote lacks
@@ -118,14 +190,34 @@ class PartialClone:
         proc = subprocess.run(argv, cwd=self.git.scratch, env=self.git.env, capture_output=True, check=True)
         return {line.split("\t", 1)[1] for line in proc.stdout.decode().splitlines() if "\t" in line}
 
+    def object_bytes(self) -> int:
+        """Bytes of the clone's pack files: fetched objects only (fetches keep their packs; the synthetic PR
+        commits are loose objects), so its growth over a collection is the git data that collection fetched."""
+        return sum(f.stat().st_size for f in (self.git.git_dir / "objects" / "pack").glob("*.pack"))
+
+    def absent(self, oids: Iterable[str]) -> set[str]:
+        """Which of these objects the clone lacks, from its own object list (asking git about an absent blob
+        one by one would make it try to fetch it lazily)."""
+        wanted = {o for o in oids if o}
+        if not wanted:
+            return set()
+        argv = ("cat-file", "--batch-all-objects", "--unordered", "--batch-check=%(objectname)")
+        return wanted - set((self.git.run(*argv) or b"").decode().split())
+
     def missing(self, oids: Iterable[str]) -> set[str]:
         """Which of these commits the clone lacks, in one ``cat-file --batch-check``."""
         wanted = sorted({o for o in oids if o})
         if not wanted:
             return set()
         stdin = "".join(f"{oid}^{{commit}}\n" for oid in wanted).encode()
-        proc = subprocess.run(self.git.argv(("cat-file", "--batch-check")), cwd=self.git.scratch, env=self.git.env,
-                              input=stdin, capture_output=True, check=True)
+        proc = subprocess.run(
+            self.git.argv(("cat-file", "--batch-check")),
+            cwd=self.git.scratch,
+            env=self.git.env,
+            input=stdin,
+            capture_output=True,
+            check=True,
+        )
         lines = proc.stdout.decode().splitlines()
         return {oid for oid, line in zip(wanted, lines, strict=True) if line.endswith(" missing")}
 
@@ -142,8 +234,9 @@ class PartialClone:
             self._fetch_each(missing)
 
     def fetch_blobs(self, oids: Iterable[str]) -> None:
-        """Exactly these blobs, in one fetch (what git's own lazy fetch would do, but batched)."""
-        self.unavailable.update(self._fetch_each(sorted(set(oids) - self.unavailable)))
+        """Exactly these blobs that the clone lacks, in one fetch (what git's own lazy fetch would do, but
+        batched); the blobs an earlier snapshot fetched are not asked for again."""
+        self.unavailable.update(self._fetch_each(sorted(self.absent(set(oids) - self.unavailable))))
 
     def tree_blobs(self, sha: str) -> list[str]:
         """Blob ids ``snapshot_records`` will read at ``sha`` (wanted, safe, regular files)."""
@@ -154,8 +247,13 @@ class PartialClone:
                 mode, kind, oid = meta.decode().split()
                 path = raw_path.decode("utf-8", errors="backslashreplace")
                 linked = mode in (SYMLINK_MODE, GITLINK_MODE)
-                if kind == "blob" and not linked and is_safe_relpath(path) and is_wanted(path) \
-                        and not unfetched_reason(path):
+                if (
+                    kind == "blob"
+                    and not linked
+                    and is_safe_relpath(path)
+                    and is_wanted(path)
+                    and not unfetched_reason(path)
+                ):
                     oids.append(oid)
         return oids
 
@@ -165,13 +263,16 @@ class PartialClone:
         absent = self.missing(oid for pair in prs.values() for oid in pair if oid)
         out: dict[int, str | None] = {}
         for number, (base, head) in prs.items():
-            merge_base = self.git.text("merge-base", base, head) if base and {base, head}.isdisjoint(absent) \
-                else None
+            merge_base = self.git.text("merge-base", base, head) if base and {base, head}.isdisjoint(absent) else None
             if not merge_base:
-                self.unavailable_prs[number] = "missing_ref" if number in self.missing_refs and head in absent \
-                    else "missing_commit"
-            out[number] = self.git.text(*_IDENTITY, "commit-tree", f"{head}^{{tree}}", "-p", merge_base, "-m",
-                                        "pr") if merge_base else None
+                self.unavailable_prs[number] = (
+                    "missing_ref" if number in self.missing_refs and head in absent else "missing_commit"
+                )
+            out[number] = (
+                self.git.text(*_IDENTITY, "commit-tree", f"{head}^{{tree}}", "-p", merge_base, "-m", "pr")
+                if merge_base
+                else None
+            )
         return out
 
     def diff_blobs(self, commits: Iterable[str]) -> list[str]:
@@ -184,9 +285,14 @@ class PartialClone:
         # deleted path's old blob with the added path's new blob, exactly the two blobs this lists
         # for that delete + add, and rename detection only compares contents of deleted and added
         # regular files, all listed here; so the same set is fetched without detecting renames twice.
-        out = subprocess.run(self.git.argv(("diff-tree", "--stdin", "-r", "-z", "--no-renames")),
-                             cwd=self.git.scratch, env=self.git.env, input=stdin, capture_output=True,
-                             check=True).stdout
+        out = subprocess.run(
+            self.git.argv(("diff-tree", "--stdin", "-r", "-z", "--no-renames")),
+            cwd=self.git.scratch,
+            env=self.git.env,
+            input=stdin,
+            capture_output=True,
+            check=True,
+        ).stdout
         return [oid for path, _, sides in _raw_entries(out) if not unfetched_reason(path) for oid in sides]
 
     def _unread(self, path: str, oid: str) -> str | None:
@@ -212,8 +318,10 @@ class PartialClone:
         if not absent:
             return commit_files(self.git, blobs, commit)
         files = commit_files(self.git, blobs, commit, [f":(top,literal,exclude){p}" for p in sorted(absent)])
-        files += [{"path": p, "status": status, "diff": None, "before": None, "after": None, "skipped": reason}
-                  for p, (status, reason) in absent.items()]
+        files += [
+            {"path": p, "status": status, "diff": None, "before": None, "after": None, "skipped": reason}
+            for p, (status, reason) in absent.items()
+        ]
         return sorted(files, key=lambda f: f["path"])
 
 
@@ -225,6 +333,9 @@ def _raw_entries(out: bytes) -> Iterator[tuple[str, str, list[str]]]:
         if meta.startswith(b":"):
             raw_path = next(fields, b"")
             old_mode, new_mode, old_oid, new_oid, status = meta[1:].decode().split()
-            sides = [oid for mode, oid in ((old_mode, old_oid), (new_mode, new_oid))
-                     if mode not in ("000000", SYMLINK_MODE, GITLINK_MODE) and set(oid) != {"0"}]
+            sides = [
+                oid
+                for mode, oid in ((old_mode, old_oid), (new_mode, new_oid))
+                if mode not in ("000000", SYMLINK_MODE, GITLINK_MODE) and set(oid) != {"0"}
+            ]
             yield raw_path.decode("utf-8", errors="backslashreplace"), status[:1], sides

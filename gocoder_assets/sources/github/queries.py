@@ -4,7 +4,11 @@ The PR page asks for 50 pull requests with their issue comments, reviews and rev
 nested, so 100 PRs with their discussion cost 2 requests (plus rare follow-ups when a nested
 connection overflows). Authors carry ``__typename`` so bots (``Bot`` actors) are recognizable
 without a name heuristic. Every page also asks for ``rateLimit`` so the remaining budget can
-be logged at no extra cost.
+be logged at no extra cost, and its ``cost`` summed into the points a partition used.
+
+PRs and issues are listed by ``UPDATED_AT`` (newest first) and carry ``updatedAt``: a later
+collection then pages only until it reaches what the previous one already saw (the high-water
+mark), instead of listing the whole repository again.
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ query PullRequests($owner: String!, $name: String!, $first: Int!, $cursor: Strin
   {_RATE}
   repository(owner: $owner, name: $name) {{
     pullRequests(first: $first, after: $cursor, states: [MERGED, CLOSED],
-                 orderBy: {{field: CREATED_AT, direction: DESC}}) {{
+                 orderBy: {{field: UPDATED_AT, direction: DESC}}) {{
       {_PAGE}
       nodes {{
-        id number title body state createdAt mergedAt baseRefOid headRefOid {_ACTOR}
+        id number title body state createdAt updatedAt mergedAt baseRefOid headRefOid {_ACTOR}
         {" ".join(_PR_CONNECTIONS.values())}
       }}
     }}
@@ -41,10 +45,10 @@ ISSUES = f"""
 query Issues($owner: String!, $name: String!, $first: Int!, $cursor: String, $nested: Int!) {{
   {_RATE}
   repository(owner: $owner, name: $name) {{
-    issues(first: $first, after: $cursor, orderBy: {{field: CREATED_AT, direction: DESC}}) {{
+    issues(first: $first, after: $cursor, orderBy: {{field: UPDATED_AT, direction: DESC}}) {{
       {_PAGE}
       nodes {{
-        id number title body createdAt {_ACTOR}
+        id number title body createdAt updatedAt {_ACTOR}
         comments(first: $nested) {{ {_PAGE} nodes {{ {_COMMENT} }} }}
       }}
     }}

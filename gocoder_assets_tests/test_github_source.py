@@ -112,7 +112,7 @@ def test_replay_needs_no_api_and_equals_live(fixture_repos, tmp_path: Path) -> N
             list(GitHubSource(source_settings(emu, tmp_path / "empty", replay=True), log=print).collect(repo))
 
 
-def test_new_snapshot_starts_a_new_archive(fixture_repos, tmp_path: Path) -> None:
+def test_new_snapshot_starts_a_new_round(fixture_repos, tmp_path: Path) -> None:
     git_root, repos = fixture_repos
     with Emulator(repos, git_root, TOKEN) as emu:
         repo, first = collect(emu, tmp_path, "acme/widget")
@@ -121,7 +121,7 @@ def test_new_snapshot_starts_a_new_archive(fixture_repos, tmp_path: Path) -> Non
         assert list(source.collect(repo)) == first and emu.api_requests() == before, "same snapshot: archive reused"
         moved = dataclasses.replace(repo, commit_sha=repos[0].prs[0].base_oid)  # an older commit on main
         records = list(source.collect(moved))
-        assert emu.api_requests() > before, "another snapshot is fetched afresh"
+        assert emu.api_requests() > before, "another snapshot starts a new round: GitHub is asked what changed"
     assert [r for r in records if r["kind"] == "change"] == [r for r in first if r["kind"] == "change"]
     assert "feature1.go" not in next(r for r in records if r["kind"] == "tree")["paths"]
 

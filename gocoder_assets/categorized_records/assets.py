@@ -1,6 +1,7 @@
 """categorized_records: filtered, redacted NAT / MIX / CODE records with training text and provenance."""
 
 import dataclasses
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -47,18 +48,17 @@ class CategorizeConfig(dg.Config):
     max_added_lines: int = _CHANGES.max_added_lines
 
     def options(self) -> FilterOptions:
-        values = {k: v for k, v in self.model_dump().items() if k in _FILTER_FIELDS}
-        values["excluded_dirs"] = tuple(values["excluded_dirs"])
-        values["boilerplate_docs"] = tuple(values["boilerplate_docs"])
-        return dataclasses.replace(_DEFAULTS, **values)
+        return _with_config(_DEFAULTS, self.model_dump())
 
     def change_options(self) -> ChangeOptions:
-        values = {k: v for k, v in self.model_dump().items() if k in _CHANGE_FIELDS}
-        return dataclasses.replace(_CHANGES, **values)
+        return _with_config(_CHANGES, self.model_dump())
 
 
-_FILTER_FIELDS = {f.name for f in dataclasses.fields(FilterOptions)}
-_CHANGE_FIELDS = {f.name for f in dataclasses.fields(ChangeOptions)}
+def _with_config(defaults: Any, values: dict[str, Any]) -> Any:
+    """``defaults`` with the config's values for its own fields (lists back to the dataclass's tuples)."""
+    names = {f.name for f in dataclasses.fields(defaults)}
+    mine = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
+    return dataclasses.replace(defaults, **mine)
 
 
 def size_table(sizes: dict[str, list[int]]) -> str:

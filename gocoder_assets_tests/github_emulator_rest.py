@@ -1,5 +1,6 @@
-"""The emulator's REST routes: repository search (used by the project) and the per-PR listings a
-naive REST collector would use (the benchmark's baseline). Bodies are built from githubkit's
+"""The emulator's REST routes: repository search and git trees (used by the project: the tree gives blob
+sizes without fetching blobs) and the per-PR listings a naive REST collector would use (the benchmark's
+baseline). Bodies are built from githubkit's
 generated models (``skeleton``) so every required field exists with the right type."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from githubkit_schemas.v2026_03_10.models import (
     DiffEntry,
+    GitTree,
     IssueComment,
     LicenseSimple,
     PullRequestReview,
@@ -35,6 +37,7 @@ ROUTE_MODELS: dict[str, Any] = {
     "rest:reviews": list[PullRequestReview],
     "rest:review_comments": list[PullRequestReviewComment],
     "rest:files": list[DiffEntry],
+    "rest:tree": GitTree,
 }
 _ROUTES = [
     (re.compile(r"^/search/repositories$"), "rest:search"),
@@ -43,6 +46,7 @@ _ROUTES = [
     (re.compile(r"^/repos/([^/]+)/([^/]+)/pulls/(\d+)/reviews$"), "rest:reviews"),
     (re.compile(r"^/repos/([^/]+)/([^/]+)/pulls/(\d+)/comments$"), "rest:review_comments"),
     (re.compile(r"^/repos/([^/]+)/([^/]+)/pulls/(\d+)/files$"), "rest:files"),
+    (re.compile(r"^/repos/([^/]+)/([^/]+)/git/trees/([0-9a-f]{40})$"), "rest:tree"),
 ]
 
 
@@ -54,6 +58,8 @@ class RestRoutes:
     def __init__(self, emulator: Emulator) -> None:
         self.emu = emulator
         self.incomplete: dict[str, int] = {}  # search query -> how many more of its answers are incomplete
+        # full name -> entries a git/trees answer keeps before saying ``truncated`` (GitHub's 100,000 / 7 MB)
+        self.tree_limit: dict[str, int] = {}
 
     @staticmethod
     def route(path: str) -> str:
@@ -68,6 +74,8 @@ class RestRoutes:
         repo = self.emu.repos.get(f"{match.group(1)}/{match.group(2)}") if match else None
         if repo is None or match is None:
             return 404, {"message": "Not Found"}, {}
+        if route == "rest:tree":
+            return self.tree(repo, match.group(3), query.get("recursive", [""])[0] not in ("", "0", "false"))
         if route == "rest:pulls":
             items = [self.pull(repo, p) for p in sorted(repo.prs, key=lambda p: p.created_at, reverse=True)]
         else:
@@ -150,6 +158,36 @@ class RestRoutes:
             score=1.0,
             description=f"{r.name} in Go",
         )
+
+    # --- git trees ------------------------------------------------------------------------------
+    def tree(self, repo: Repo, sha: str, recursive: bool) -> tuple[int, Any, dict[str, str]]:
+        """``GET /repos/{o}/{r}/git/trees/{sha}``: a commit or tree id, its entries with blob sizes, from
+        ``git ls-tree -l`` on the bare repo (``-r -t``: every subtree listed too, as GitHub does)."""
+        bare = self.emu.git_root / repo.owner / f"{repo.name}.git"
+        git = ["git", "--git-dir", str(bare)]
+        tree_sha = subprocess.run([*git, "rev-parse", "--verify", "--quiet", f"{sha}^{{tree}}"], capture_output=True)
+        if tree_sha.returncode != 0:
+            return 404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}, {}
+        root = tree_sha.stdout.decode().strip()
+        flags = ["-r", "-t"] if recursive else []
+        out = subprocess.run([*git, "ls-tree", "-l", "-z", *flags, root], capture_output=True, check=True).stdout
+        api = f"{self.emu.base_url.rstrip('/')}/repos/{repo.full_name}/git"
+        entries = []
+        for entry in out.split(b"\0"):
+            if b"\t" not in entry:
+                continue
+            meta, path = entry.split(b"\t", 1)
+            mode, kind, oid, size = meta.decode().split()
+            item: dict[str, Any] = {"path": path.decode(errors="replace"), "mode": mode, "type": kind, "sha": oid}
+            if kind == "blob":
+                item.update(size=int(size), url=f"{api}/blobs/{oid}")
+            elif kind == "tree":
+                item["url"] = f"{api}/trees/{oid}"
+            entries.append(item)
+        limit = self.tree_limit.get(repo.full_name)
+        truncated = limit is not None and len(entries) > limit
+        body = {"sha": root, "url": f"{api}/trees/{root}", "tree": entries[:limit], "truncated": truncated}
+        return 200, body, {}
 
     # --- naive per-PR listings ------------------------------------------------------------------
     def pull(self, repo: Repo, pr: PR) -> dict[str, Any]:

@@ -54,13 +54,16 @@ def test_rest_answers_parse_into_githubkit_models(setup) -> None:
             assert gh.rest.pulls.list_review_comments("acme", "widget", n).parsed_data
             files = gh.rest.pulls.list_files("acme", "widget", n).parsed_data
             assert "feature" in files[0].filename and files[0].patch
+        tree = gh.rest.git.get_tree("acme", "widget", repos[0].head_oid, recursive="1").parsed_data
+        assert not tree.truncated and any(e.type == "blob" and e.size for e in tree.tree)
     assert {route for route, _ in emu.rest_bodies} == set(ROUTE_MODELS)
     for route, body in emu.rest_bodies:
         model = ROUTE_MODELS[route]
         TypeAdapter(model).validate_python(body)
         item_model = model.__args__[0] if hasattr(model, "__args__") else None
-        items = body if item_model else body["items"]
-        declared_model = item_model or model.model_fields["items"].annotation.__args__[0]
+        field = "tree" if "tree" in getattr(model, "model_fields", {}) else "items"
+        items = body if item_model else body[field]
+        declared_model = item_model or model.model_fields[field].annotation.__args__[0]
         names = {f.alias or n for n, f in declared_model.model_fields.items()}
         assert all(set(item) <= names for item in items), f"{route}: fields githubkit does not know"
 

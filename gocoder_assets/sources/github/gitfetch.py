@@ -20,6 +20,16 @@ recorded as skips from the tree alone. git itself must never be asked about an a
 lazy fetching off it dies), so the diff of such a path is excluded by pathspec and the path gets
 an entry with ``skipped`` instead.
 
+Blobs over ``MAX_FILE_BYTES`` are not fetched either, where their size is known without them:
+``sizes`` (blob id -> bytes) comes from GitHub's tree listing of the snapshot commit (``trees.py``).
+A snapshot blob over the cap is recorded ``too_large``, as the fetched blob would have been. A PR's
+changed blob is left out only when its record cannot tell: its size is listed (it is also at the
+snapshot; old versions would cost one REST request per PR, so they are fetched and measured as
+before), the path is safe and only added or only deleted (no other side to read), and it is over
+twice the cap, so its text diff is over the diff cap too (``diff=None`` either way). Limits of that
+equality: a blob git itself deems binary (a NUL early on) would have had a "Binary files differ"
+diff, and an exact rename of such a blob is recorded as delete + add.
+
 The clone is kept across snapshots, so a later collection fetches only objects it lacks (git's
 negotiation for refs, a presence check for blobs asked by id). ``object_bytes`` measures what
 came in: fetched packs are kept as packs (``fetch.unpackLimit=1``) and never repacked
@@ -34,7 +44,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gocoder_assets.categorized_records.filters import FilterOptions
-from gocoder_assets.sources.base import RawRecord, is_safe_relpath
+from gocoder_assets.sources.base import MAX_FILE_BYTES, RawRecord, is_safe_relpath
 from gocoder_assets.sources.git_clones import (
     GITLINK_MODE,
     SYMLINK_MODE,
@@ -163,6 +173,8 @@ class PartialClone:
         self.unavailable: set[str] = set()  # objects the remote refused (each alone)
         self.missing_refs: set[int] = set()  # PRs whose refs/pull/N/head the remote lacks
         self.unavailable_prs: dict[int, str] = {}  # PR number -> why it has no files (set by pr_commits)
+        self.sizes: dict[str, int] = {}  # blob id -> size, as GitHub listed them (set by the caller)
+        self.elided: set[str] = set()  # blobs over the cap never fetched (set by fetch_blobs)
 
     def _fetch(self, lines: Iterable[str], *, check: bool = True) -> bool:
         stdin = "".join(f"{line}\n" for line in lines).encode()
@@ -235,11 +247,15 @@ class PartialClone:
 
     def fetch_blobs(self, oids: Iterable[str]) -> None:
         """Exactly these blobs that the clone lacks, in one fetch (what git's own lazy fetch would do, but
-        batched); the blobs an earlier snapshot fetched are not asked for again."""
-        self.unavailable.update(self._fetch_each(sorted(self.absent(set(oids) - self.unavailable))))
+        batched); the blobs an earlier snapshot fetched are not asked for again. Listed blobs over the cap
+        that nothing asked for (``tree_blobs`` and ``diff_blobs`` leave them out) become ``elided``."""
+        wanted = set(oids)
+        self.elided = {oid for oid, size in self.sizes.items() if size > MAX_FILE_BYTES} - wanted
+        self.unavailable.update(self._fetch_each(sorted(self.absent(wanted - self.unavailable))))
 
     def tree_blobs(self, sha: str) -> list[str]:
-        """Blob ids ``snapshot_records`` will read at ``sha`` (wanted, safe, regular files)."""
+        """Blob ids ``snapshot_records`` will read at ``sha`` (wanted, safe, regular files, not listed as over
+        the cap)."""
         oids = []
         for entry in (self.git.run("ls-tree", "-r", "-z", "--full-tree", sha) or b"").split(b"\0"):
             if b"\t" in entry:
@@ -253,6 +269,7 @@ class PartialClone:
                     and is_safe_relpath(path)
                     and is_wanted(path)
                     and not unfetched_reason(path)
+                    and self.sizes.get(oid, 0) <= MAX_FILE_BYTES
                 ):
                     oids.append(oid)
         return oids
@@ -293,11 +310,24 @@ class PartialClone:
             capture_output=True,
             check=True,
         ).stdout
-        return [oid for path, _, sides in _raw_entries(out) if not unfetched_reason(path) for oid in sides]
+        return [
+            oid
+            for path, status, sides in _raw_entries(out)
+            if not unfetched_reason(path)
+            for oid in sides
+            if not self._elidable(path, status, oid)
+        ]
+
+    def _elidable(self, path: str, status: str, oid: str) -> bool:
+        """Whether this changed blob's record is the same unfetched: a listed size over twice the cap (text
+        diff over the diff cap too), on a safe path added or deleted (no other side to read)."""
+        return status in ("A", "D") and self.sizes.get(oid, 0) > 2 * MAX_FILE_BYTES and is_safe_relpath(path)
 
     def _unread(self, path: str, oid: str) -> str | None:
         """Skip reason for a blob this clone did not fetch (never hand git an absent blob)."""
-        return unfetched_reason(path) or ("unavailable" if oid in self.unavailable else None)
+        if reason := unfetched_reason(path):
+            return reason
+        return "unavailable" if oid in self.unavailable else "too_large" if oid in self.elided else None
 
     def _absent_paths(self, commit: str) -> dict[str, tuple[str, str]]:
         """Changed paths with a side this clone lacks -> (status, skip reason); trees only."""

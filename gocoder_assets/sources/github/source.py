@@ -4,7 +4,8 @@
 steps, every API page going through the partition's archive (so a killed run resumes and
 ``replay`` re-derives with zero API calls): merged/closed PRs with their discussion (GraphQL, 50
 a request), follow-ups for nested connections that overflowed, issues, then code from git (one
-blob-less clone per repository: snapshot files at the listed commit and each PR's diff).
+blob-less clone per repository: snapshot files at the listed commit and each PR's diff; blob sizes
+from one REST tree listing per head commit, `trees.py`, so no blob over the size cap is fetched).
 Records come out in a fixed order — tree, files and skips in path order, PRs newest first,
 issues newest first — so two runs over the same data are equal record for record.
 
@@ -51,6 +52,7 @@ from gocoder_assets.sources.github.queries import ISSUES, MORE, PULL_REQUESTS
 from gocoder_assets.sources.github.records import change_record, is_bot, issue_record
 from gocoder_assets.sources.github.search import RepoSearch
 from gocoder_assets.sources.github.settings import GitHubSettings
+from gocoder_assets.sources.github.trees import tree_sizes
 
 _REPO_LIST_KEY = "_repo_list"  # not a valid owner/name, so never a partition's folder
 _PROBE = 5  # an incremental stream's first page: usually the only one, and its cost grows with its size
@@ -100,6 +102,7 @@ class GitHubSource:
         self._points_lock = threading.Lock()
         self._marks: dict[str, str] = {}  # kind -> high-water mark of the partition being collected
         self.last_cost: dict[str, int] = {}  # what the latest collect spent: api_requests, graphql_points, git_bytes
+        self.trees_truncated = 0  # snapshots whose tree listing GitHub truncated (unlisted blobs fetched to measure)
 
     @property
     def gh(self) -> GitHub | None:
@@ -354,6 +357,7 @@ class GitHubSource:
                 issues_done = side.submit(contextvars.copy_context().run, self._issues, archive, owner, name, pool)
                 prs = self._pull_requests(archive, owner, name, pool)
                 issues = issues_done.result()
+                tree = tree_sizes(self.gh, archive, owner, name, repo.commit_sha)  # sizes: skip blobs over the cap
         except RequestFailed as e:
             raise explained(e, repo.full_name) from None
         except PageTimedOut as e:
@@ -366,10 +370,12 @@ class GitHubSource:
         archive.finish_round({k: self._marks.get(k, archive.high_water(k)) for k in ("prs", "issues")})
         self.last_cost.update(api_requests=self.budget.requests - requests, graphql_points=self.points - points)
         fixed = f"; {archive.surrogates} lone surrogates replaced by U+FFFD" if archive.surrogates else ""
+        fixed += "; tree listing truncated (unlisted blobs fetched to be measured)" if tree.truncated else ""
         self.log(f"{repo.partition_key}: {len(prs)} PRs, {len(issues)} issues{fixed}; {self.budget.summary()}")
         with tempfile.TemporaryDirectory(prefix="gocoder-git-") as scratch:
             clone = PartialClone(archive.dir / "git", repo.url.removesuffix("/") + ".git", Path(scratch))
             heads, before = [pr["headRefOid"] for pr in prs], clone.object_bytes()
+            clone.sizes, self.trees_truncated = tree.sizes, self.trees_truncated + tree.truncated
             clone.fetch_refs(
                 repo.default_branch,
                 [pr["number"] for pr in prs],

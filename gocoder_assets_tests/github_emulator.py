@@ -80,6 +80,7 @@ class Emulator:
         # git side (test_github_partial_clone): every oid a fetch asked for; oids whose fetch is refused
         self.git_wants: collections.Counter[str] = collections.Counter()
         self.refused_oids: set[str] = set()
+        self.git_status: dict[str, int] = {}  # full name -> HTTP status its git endpoint answers (404, 451 …)
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> Emulator:
@@ -216,8 +217,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
-        if re.match(r"^/[^/]+/[^/]+\.git/", url.path):
-            self._git(method, url.path, url.query)
+        if m := re.match(r"^/([^/]+/[^/]+)\.git/", url.path):
+            if m.group(1) in self.emu.git_status:  # a repository gone (404) or taken down (451) since listing
+                self._send(self.emu.git_status[m.group(1)], b"gone\n", {"content-type": "text/plain"})
+            else:
+                self._git(method, url.path, url.query)
             return
         body = self._body() if method == "POST" else b""
         emu = self.emu

@@ -108,6 +108,22 @@ def test_a_revoked_token_is_named_as_such_and_never_shown(repos, tmp_path: Path)
     assert logs and all(TOKEN not in line for line in logs)
 
 
+@pytest.mark.parametrize(("status", "words"), [(404, "not found"), (451, "legal")])
+def test_a_repository_gone_from_git_fails_naming_it(repos, tmp_path: Path, status: int, words: str) -> None:
+    """The API still lists it, but its git endpoint answers 404 (deleted) or 451 (taken down)."""
+    git_root, fixture = repos
+    logs: list[str] = []
+    with Emulator(fixture, git_root, TOKEN) as emu:
+        source = _source(emu, tmp_path, logs)
+        repo = next(r for r in source.list_repos() if r.full_name == "acme/widget")
+        emu.git_status["acme/widget"] = status
+        with pytest.raises(GitHubRequestError) as failed:
+            list(source.collect(repo))
+    message = str(failed.value)
+    assert message.startswith("acme/widget (git): ") and words in message and str(status) in message
+    assert TOKEN not in "".join(traceback.format_exception(failed.value)) and all(TOKEN not in x for x in logs)
+
+
 @pytest.mark.parametrize(("status", "words"), [(404, "not found"), (451, "legal"), (301, "moved"), (401, "expired")])
 def test_failures_name_the_repository(status: int, words: str) -> None:
     text = describe_failure(status, {"location": "https://api.github.com/repositories/7"}, "acme/widget")

@@ -38,6 +38,7 @@ came in: fetched packs are kept as packs (``fetch.unpackLimit=1``) and never rep
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -54,6 +55,7 @@ from gocoder_assets.sources.git_clones import (
     is_wanted,
     snapshot_records,
 )
+from gocoder_assets.sources.github.client import GitHubRequestError, describe_failure
 
 _IDENTITY = ("-c", "user.name=gocoder", "-c", "user.email=gocoder@localhost")
 _FETCH = (
@@ -149,6 +151,7 @@ class PartialClone:
 
     def __init__(self, git_dir: Path, url: str, scratch: Path) -> None:
         self.protocols = clone_protocols(url)
+        self.name = "/".join(url.rstrip("/").removesuffix(".git").split("/")[-2:])  # owner/name, for messages
         git_dir.mkdir(parents=True, exist_ok=True)
         self.git = Git(git_dir, scratch)
         if not (git_dir / "HEAD").exists():  # init must not see GIT_DIR/GIT_WORK_TREE: it creates the former
@@ -181,7 +184,7 @@ class PartialClone:
         argv = self.git.argv((*self.protocols, "-c", "credential.helper=", *_FETCH))
         proc = subprocess.run(argv, cwd=self.git.scratch, env=self.git.env, input=stdin, capture_output=True)
         if proc.returncode != 0 and check:
-            raise RuntimeError(f"git fetch failed for {self.git.git_dir}: {proc.stderr.decode(errors='replace')}")
+            raise self._failure("git fetch", proc.stderr)
         return proc.returncode == 0
 
     def _fetch_each(self, oids: list[str]) -> list[str]:
@@ -197,9 +200,21 @@ class PartialClone:
             raise RuntimeError(f"git fetch keeps failing for {self.git.git_dir}: {len(refused)} objects refused")
         return refused + self._fetch_each(oids[mid:])
 
+    def _failure(self, what: str, stderr: bytes) -> Exception:
+        """A failed git command as an error: a repository gone (404) or blocked (451) is named like the API's
+        failures (client.describe_failure); anything else keeps git's own words."""
+        err = stderr.decode(errors="replace")
+        http = re.search(r"The requested URL returned error: (\d{3})", err)
+        status = int(http.group(1)) if http else 404 if re.search(r"fatal: repository '[^']*' not found", err) else 0
+        if status:  # git words a 404 as "repository … not found"
+            return GitHubRequestError(describe_failure(status, {}, f"{self.name} (git)"))
+        return RuntimeError(f"{what} failed for {self.git.git_dir}: {err}")
+
     def _remote_refs(self, patterns: Iterable[str]) -> set[str]:
         argv = self.git.argv((*self.protocols, "-c", "credential.helper=", "ls-remote", "origin", *patterns))
-        proc = subprocess.run(argv, cwd=self.git.scratch, env=self.git.env, capture_output=True, check=True)
+        proc = subprocess.run(argv, cwd=self.git.scratch, env=self.git.env, capture_output=True)
+        if proc.returncode != 0:
+            raise self._failure("git ls-remote", proc.stderr)
         return {line.split("\t", 1)[1] for line in proc.stdout.decode().splitlines() if "\t" in line}
 
     def object_bytes(self) -> int:

@@ -6,7 +6,7 @@ range), so a ranged run over thousands of repos is checked once, not per partiti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import dagster as dg
@@ -57,13 +57,23 @@ def result(
     )
 
 
-def full_asset_graph():
-    """Every asset and check of the project (Dagster's internal graph type, pinned by dagster==1.13.27)."""
-    from dagster._core.definitions.assets.graph.asset_graph import AssetGraph  # noqa: PLC0415
+# Blocking checks by the asset they guard, filled as check modules define them (``asset_check`` below).
+# A run's own job graph has every asset but only the checks it selected, and reading the project's full
+# graph here would mean importing definitions, which imports every asset module: an import cycle.
+_BLOCKING: dict[dg.AssetKey, set[dg.AssetCheckKey]] = {}
 
-    from gocoder_assets.definitions import ASSETS, CHECKS  # noqa: PLC0415 - definitions import this module
 
-    return AssetGraph.from_assets([*ASSETS, *CHECKS])
+def asset_check(**kwargs: Any) -> Callable[[Callable[..., Any]], dg.AssetChecksDefinition]:
+    """``dg.asset_check`` that also records a blocking check, for ``require_upstream_checks_passed``."""
+
+    def decorate(fn: Callable[..., Any]) -> dg.AssetChecksDefinition:
+        check = dg.asset_check(**kwargs)(fn)
+        for spec in check.check_specs:
+            if spec.blocking:
+                _BLOCKING.setdefault(spec.asset_key, set()).add(spec.key)
+        return check
+
+    return decorate
 
 
 def require_upstream_checks_passed(context: dg.AssetExecutionContext) -> None:
@@ -77,9 +87,8 @@ def require_upstream_checks_passed(context: dg.AssetExecutionContext) -> None:
         AssetCheckExecutionRecordStatus,
     )
 
-    graph = full_asset_graph()  # a run's own graph lacks the checks of assets it does not select
-    ancestors = graph.get_ancestor_asset_keys(context.asset_key)
-    keys = [k for k in graph.asset_check_keys if k.asset_key in ancestors and graph.get_check_spec(k).blocking]
+    ancestors = context.job_def.asset_layer.asset_graph.get_ancestor_asset_keys(context.asset_key)
+    keys = sorted((k for a in ancestors for k in _BLOCKING.get(a, ())), key=lambda k: k.to_user_string())
     latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys) if keys else {}
     failed = sorted(f"{k.asset_key.to_user_string()}:{k.name}" for k, record in latest.items()
                     if record.status == AssetCheckExecutionRecordStatus.FAILED)  # fmt: skip

@@ -23,7 +23,6 @@ from typing import Any
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from gocoder_assets.checks import full_asset_graph
 from gocoder_assets.definitions import ASSETS, CHECKS, resources_from_env
 from gocoder_assets.gguf_model.assets import GGUF_NAME
 from gocoder_assets.partitions import REPOS
@@ -98,11 +97,12 @@ def stale_partitions(instance: dg.DagsterInstance, asset: str) -> set[str]:
     """Partitions of ``asset`` that are missing or stale (e.g. after a tokenizer change)."""
     # Dagster's own resolver, the one the UI uses; internal API, pinned by dagster==1.13.27.
     from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView  # noqa: PLC0415
+    from dagster._core.definitions.assets.graph.asset_graph import AssetGraph  # noqa: PLC0415
     from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus  # noqa: PLC0415
     from dagster._core.definitions.temporal_context import TemporalContext  # noqa: PLC0415
     from dagster._time import get_current_datetime  # noqa: PLC0415
 
-    graph = full_asset_graph()
+    graph = AssetGraph.from_assets([*ASSETS, *CHECKS])
     view = AssetGraphView(
         temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
         instance=instance,

@@ -11,7 +11,7 @@ from gocoder_assets.categorized_records import filters
 from gocoder_assets.categorized_records.assets import categorized_records
 from gocoder_assets.categorized_records.residual import residual_findings
 from gocoder_assets.categorized_records.serialize import mark
-from gocoder_assets.checks import result, run_partition_keys
+from gocoder_assets.checks import asset_check, result, run_partition_keys
 from gocoder_assets.resources import StorageResource
 
 PROVENANCE = ("repo", "license", "commit_sha", "path", "fetched_at", "url")
@@ -48,7 +48,7 @@ def integrity_problems(path: Path) -> collections.Counter[str]:
     return problems
 
 
-@dg.asset_check(asset=categorized_records, blocking=True, description="Two independent re-scans find no secret.")
+@asset_check(asset=categorized_records, blocking=True, description="Two independent re-scans find no secret.")
 def categorized_records_secrets_residual(
     context: dg.AssetCheckExecutionContext, storage: StorageResource
 ) -> dg.AssetCheckResult:
@@ -57,7 +57,7 @@ def categorized_records_secrets_residual(
     return result(not rows, ["partition", "record", "secret kinds"], rows, residual_secrets=len(rows))
 
 
-@dg.asset_check(asset=categorized_records, description="Valid UTF-8, no vendored/generated paths, provenance.")
+@asset_check(asset=categorized_records, description="Valid UTF-8, no vendored/generated paths, provenance.")
 def categorized_records_integrity(
     context: dg.AssetCheckExecutionContext, storage: StorageResource
 ) -> dg.AssetCheckResult:
@@ -70,7 +70,7 @@ def categorized_records_integrity(
     return result(total == 0, header, rows, blocking_failure=False, problems=total)
 
 
-@dg.asset_check(asset=categorized_records, description="Records per category and kind, per partition.")
+@asset_check(asset=categorized_records, description="Records per category and kind, per partition.")
 def categorized_records_category_counts(
     context: dg.AssetCheckExecutionContext, storage: StorageResource
 ) -> dg.AssetCheckResult:

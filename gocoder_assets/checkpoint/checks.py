@@ -5,7 +5,7 @@ import math
 import dagster as dg
 
 from gocoder_assets.checkpoint.assets import checkpoint
-from gocoder_assets.checks import result
+from gocoder_assets.checks import asset_check, result
 
 
 def latest_metadata(context: dg.AssetCheckExecutionContext) -> dict:
@@ -15,7 +15,7 @@ def latest_metadata(context: dg.AssetCheckExecutionContext) -> dict:
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
-@dg.asset_check(
+@asset_check(
     asset=checkpoint,
     blocking=True,
     description="Initial and final train loss and every val metric are finite; gguf_model refuses a checkpoint "
@@ -31,7 +31,7 @@ def losses_finite(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult
     return result(ok, ["metric", "value"], rows)
 
 
-@dg.asset_check(
+@asset_check(
     asset=checkpoint, description="Val loss below a unigram model's loss on exactly the same val target tokens."
 )
 def beats_unigram(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:

@@ -5,7 +5,7 @@ import collections
 import dagster as dg
 import pyarrow.parquet as pq
 
-from gocoder_assets.checks import result
+from gocoder_assets.checks import asset_check, result
 from gocoder_assets.dedup_index.assets import dedup_index
 from gocoder_assets.repo_list.repos import read_repo_list
 from gocoder_assets.resources import StorageResource
@@ -17,7 +17,7 @@ class DupRateConfig(dg.Config):
     max_dup_rate: float = 0.9
 
 
-@dg.asset_check(asset=dedup_index, blocking=True, description="Exact and near-duplicate rates per partition.")
+@asset_check(asset=dedup_index, blocking=True, description="Exact and near-duplicate rates per partition.")
 def dedup_rates(config: DupRateConfig, storage: StorageResource) -> dg.AssetCheckResult:
     layout = storage.layout()
     dropped = pq.read_table(layout.dedup_file, columns=["repo", "reason"]).to_pylist()

@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import gguf
 
-from gocoder_assets.checks import result
+from gocoder_assets.checks import asset_check, result
 from gocoder_assets.gguf_model.assets import VARIANT_NAMES, gguf_model
 from gocoder_assets.resources import StorageResource
 from gocoder_assets.storage import read_json
@@ -63,7 +63,7 @@ def _verify(storage: StorageResource, tmp: Path) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(
+@asset_check(
     asset=gguf_model,
     blocking=False,
     description="llama.cpp (llama-cpp-python): tokenization equals SentencePiece on val text and marker prompts, "

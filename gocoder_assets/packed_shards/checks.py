@@ -3,7 +3,7 @@
 import dagster as dg
 import numpy as np
 
-from gocoder_assets.checks import result, run_partition_keys
+from gocoder_assets.checks import asset_check, result, run_partition_keys
 from gocoder_assets.packed_shards.assets import PackConfig, packed_shards
 from gocoder_assets.packed_shards.pack import assign_splits
 from gocoder_assets.packed_shards.shard_format import CATEGORIES, ShardFormatError, open_shard, read_index
@@ -58,7 +58,7 @@ def shard_problems(
     return problems
 
 
-@dg.asset_check(asset=packed_shards, blocking=True, description="Header, ids, record index valid; records end in EOS.")
+@asset_check(asset=packed_shards, blocking=True, description="Header, ids, record index valid; records end in EOS.")
 def shards_valid(context: dg.AssetCheckExecutionContext, storage: StorageResource) -> dg.AssetCheckResult:
     layout = storage.layout()
     info = read_json(layout.tokenizer_dir / INFO_FILE)
@@ -67,7 +67,7 @@ def shards_valid(context: dg.AssetCheckExecutionContext, storage: StorageResourc
     return result(not rows, ["partition", "problem"], rows, shards=len(keys))
 
 
-@dg.asset_check(asset=packed_shards, blocking=True, description="Every repo wholly in train or in val.")
+@asset_check(asset=packed_shards, blocking=True, description="Every repo wholly in train or in val.")
 def split_leakage(storage: StorageResource) -> dg.AssetCheckResult:
     layout = storage.layout()
     keys = list(read_repo_list(layout.repo_list_file))

@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from gocoder_assets.checks import result, run_partition_keys
+from gocoder_assets.checks import asset_check, result, run_partition_keys
 from gocoder_assets.raw_prs.archive import read_raw
 from gocoder_assets.raw_prs.assets import raw_prs
 from gocoder_assets.resources import StorageResource
@@ -39,7 +39,7 @@ def raw_problems(records: Iterable[RawRecord]) -> collections.Counter[str]:
     return problems
 
 
-@dg.asset_check(asset=raw_prs, description="Valid UTF-8 everywhere, only safe relative paths, known skip reasons.")
+@asset_check(asset=raw_prs, description="Valid UTF-8 everywhere, only safe relative paths, known skip reasons.")
 def raw_prs_valid(context: dg.AssetCheckExecutionContext, storage: StorageResource) -> dg.AssetCheckResult:
     layout = storage.layout()
     per_key = {k: raw_problems(read_raw(layout.raw_records_file(k))) for k in run_partition_keys(context)}

@@ -5,7 +5,7 @@ import collections
 import dagster as dg
 import pyarrow.parquet as pq
 
-from gocoder_assets.checks import result
+from gocoder_assets.checks import asset_check, result
 from gocoder_assets.licenses import is_allowed
 from gocoder_assets.repo_list.assets import repo_list
 from gocoder_assets.resources import StorageResource
@@ -23,14 +23,14 @@ def duplicates(rows: list[dict]) -> list[list[str]]:
     return out
 
 
-@dg.asset_check(asset=repo_list, blocking=True, description="Every license is OSI-approved; none missing.")
+@asset_check(asset=repo_list, blocking=True, description="Every license is OSI-approved; none missing.")
 def repo_list_licenses(storage: StorageResource) -> dg.AssetCheckResult:
     rows = pq.read_table(storage.layout().repo_list_file).to_pylist()
     bad = license_problems(rows)
     return result(not bad, ["repo", "license"], bad, repos=len(rows), unlicensed=len(bad))
 
 
-@dg.asset_check(asset=repo_list, blocking=True, description="No repository listed twice.")
+@asset_check(asset=repo_list, blocking=True, description="No repository listed twice.")
 def repo_list_unique(storage: StorageResource) -> dg.AssetCheckResult:
     rows = pq.read_table(storage.layout().repo_list_file).to_pylist()
     dups = duplicates(rows)

@@ -4,7 +4,7 @@ import dagster as dg
 import sentencepiece as spm
 
 from gocoder_assets.categorized_records.serialize import MARKERS, readable
-from gocoder_assets.checks import result
+from gocoder_assets.checks import asset_check, result
 from gocoder_assets.resources import StorageResource
 from gocoder_assets.storage import read_json
 from gocoder_assets.tokenizer_model.assets import INFO_FILE, tokenizer_model
@@ -52,7 +52,7 @@ def round_trip_problems(sp: spm.SentencePieceProcessor, sample: list[str]) -> li
     return rows
 
 
-@dg.asset_check(
+@asset_check(
     asset=tokenizer_model,
     blocking=True,
     description="decode(encode(x)) == x for stored records; markers one control id each; "
@@ -67,7 +67,7 @@ def tokenizer_round_trip(storage: StorageResource) -> dg.AssetCheckResult:
     return result(not rows, ["what", "which", "size / detail"], rows, round_trip_exact_pct=exact, sample=len(sample))
 
 
-@dg.asset_check(asset=tokenizer_model, description="Bytes per token and unknown-token rate on held-out text.")
+@asset_check(asset=tokenizer_model, description="Bytes per token and unknown-token rate on held-out text.")
 def tokenizer_efficiency(storage: StorageResource) -> dg.AssetCheckResult:
     sp = load_processor(storage.layout().tokenizer_dir)
     report = round_trip_report(RecordCodec(sp, MARKERS), holdout_sample(storage))

@@ -1,37 +1,22 @@
-"""Shared plumbing for asset checks: which partitions a run covered, and the report table.
+"""Shared plumbing for asset checks: per-partition checks, the report table, and the cross-run block.
 
-Checks on per-repo assets look at the partitions materialized in the same run (one, or a
-range), so a ranged run over thousands of repos is checked once, not per partition.
+Checks on per-repo assets are **partitioned checks** (``partition_check``): one result per repository
+partition, so a pass on one range can never hide a failure on another, and the UI shows each partition's
+result. A ranged run (a backfill of N partitions) checks each of its N partitions.
 """
 
-from __future__ import annotations
-
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-    PARTITION_NAME_TAG,
-)
 
+from gocoder_assets.dagster_internal import failed_check_partitions, latest_materializations
 from gocoder_assets.metadata import markdown_table
-from gocoder_assets.partitions import REPOS
+from gocoder_assets.partitions import REPOS, repos_partitions
+from gocoder_assets.resources import StorageResource
+from gocoder_assets.storage import Layout
 
 MAX_ROWS = 50
-
-
-def run_partition_keys(context: dg.AssetCheckExecutionContext) -> list[str]:
-    """The repo partitions this run materialized; all of them when the check runs on its own."""
-    tags = context.run.tags
-    keys = context.instance.get_dynamic_partitions(REPOS)
-    if PARTITION_NAME_TAG in tags:
-        return [tags[PARTITION_NAME_TAG]]
-    if ASSET_PARTITION_RANGE_START_TAG in tags:
-        start, end = keys.index(tags[ASSET_PARTITION_RANGE_START_TAG]), keys.index(tags[ASSET_PARTITION_RANGE_END_TAG])
-        return keys[start : end + 1]
-    return keys
 
 
 def result(
@@ -57,43 +42,97 @@ def result(
     )
 
 
-# Blocking checks by the asset they guard, filled as check modules define them (``asset_check`` below).
-# A run's own job graph has every asset but only the checks it selected, and reading the project's full
-# graph here would mean importing definitions, which imports every asset module: an import cycle.
+# Blocking checks by the asset they guard, filled as check modules define them (``asset_check`` and
+# ``partition_check``). A run's own job graph has every asset but only the checks it selected, and reading
+# the project's full graph here would mean importing definitions, which imports every asset module: a cycle.
 _BLOCKING: dict[dg.AssetKey, set[dg.AssetCheckKey]] = {}
 
 
+def _register(checks: dg.AssetChecksDefinition) -> dg.AssetChecksDefinition:
+    for spec in checks.check_specs:
+        if spec.blocking:
+            _BLOCKING.setdefault(spec.asset_key, set()).add(spec.key)
+    return checks
+
+
 def asset_check(**kwargs: Any) -> Callable[[Callable[..., Any]], dg.AssetChecksDefinition]:
-    """``dg.asset_check`` that also records a blocking check, for ``require_upstream_checks_passed``."""
+    """``dg.asset_check`` for an unpartitioned asset that also records a blocking check."""
 
     def decorate(fn: Callable[..., Any]) -> dg.AssetChecksDefinition:
-        check = dg.asset_check(**kwargs)(fn)
-        for spec in check.check_specs:
-            if spec.blocking:
-                _BLOCKING.setdefault(spec.asset_key, set()).add(spec.key)
-        return check
+        return _register(dg.asset_check(**kwargs)(fn))
+
+    return decorate
+
+
+PartitionCheckFn = Callable[[Layout, str], dg.AssetCheckResult]
+
+
+def partition_check(
+    *, asset: dg.AssetsDefinition, description: str, blocking: bool = False, name: str | None = None
+) -> Callable[[PartitionCheckFn], dg.AssetChecksDefinition]:
+    """A check on a per-repo asset, judged per partition: ``fn(layout, partition_key) -> AssetCheckResult``.
+
+    Runs in the same run as the asset (or alone, from the UI's "Execute checks" on chosen partitions) and
+    records one evaluation per partition of the run, each linked to that partition's latest materialization.
+    """
+
+    def decorate(fn: PartitionCheckFn) -> dg.AssetChecksDefinition:
+        check_name = name or fn.__name__
+        spec = dg.AssetCheckSpec(
+            check_name, asset=asset, partitions_def=repos_partitions, blocking=blocking, description=description
+        )
+
+        @dg.multi_asset_check(specs=[spec], name=check_name)
+        def _check(context: dg.AssetCheckExecutionContext, storage: StorageResource) -> Iterator[Any]:
+            layout = storage.layout()
+            keys = list(context.partition_keys)
+            latest = latest_materializations(context.instance, spec.asset_key, keys)
+            for key in keys:
+                outcome = fn(layout, key)
+                yield dg.AssetCheckEvaluation(
+                    asset_key=spec.asset_key,
+                    check_name=check_name,
+                    passed=outcome.passed,
+                    metadata=outcome.metadata,
+                    severity=outcome.severity,
+                    description=outcome.description,
+                    blocking=blocking,
+                    partition=key,
+                    target_materialization_data=latest.get(key),
+                )
+            # The op's output carries no value: the evaluations above are the results.
+            for output in context.op_def.output_defs:
+                yield dg.Output(None, output_name=output.name)
+
+        _check.__doc__ = fn.__doc__
+        return _register(_check)
 
     return decorate
 
 
 def require_upstream_checks_passed(context: dg.AssetExecutionContext) -> None:
-    """Refuse to run while a blocking check on any ancestor asset is failing.
+    """Refuse to run while a blocking check on an ancestor is failing for a partition this run reads.
 
-    Blocking checks stop downstream steps of their own run only; this carries the block across
-    runs (a UI or CLI launch of just this asset). The latest execution of each check counts, so
-    fixing the data and re-materializing the upstream asset lifts the block.
+    Blocking checks stop downstream steps of their own run only. Automated runs are also held by the
+    assets' ``AutomationCondition.all_deps_blocking_checks_passed()``; this covers runs launched by hand (UI,
+    CLI). A partitioned run reads its own partitions of per-repo ancestors; an unpartitioned asset (the
+    tokenizer, the checkpoint) reads all of them. The latest execution of each check counts, so fixing the
+    data and re-materializing the upstream partition lifts the block.
     """
-    from dagster._core.storage.asset_check_execution_record import (  # noqa: PLC0415
-        AssetCheckExecutionRecordStatus,
-    )
-
     ancestors = context.job_def.asset_layer.asset_graph.get_ancestor_asset_keys(context.asset_key)
     keys = sorted((k for a in ancestors for k in _BLOCKING.get(a, ())), key=lambda k: k.to_user_string())
-    latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys) if keys else {}
-    failed = sorted(f"{k.asset_key.to_user_string()}:{k.name}" for k, record in latest.items()
-                    if record.status == AssetCheckExecutionRecordStatus.FAILED)  # fmt: skip
+    # An unpartitioned asset reads every current repository (not ones repo_list has since removed).
+    partitioned = context.has_partition_key_range or context.has_partition_key
+    partitions = list(context.partition_keys) if partitioned else context.instance.get_dynamic_partitions(REPOS)
+    failed = failed_check_partitions(context.instance, keys, partitions)
     if failed:
+        named = []
+        for key, parts in sorted(failed.items(), key=lambda kv: kv[0].to_user_string()):
+            where = [p for p in parts if p]
+            more = f" and {len(where) - 5} more" if len(where) > 5 else ""
+            shown = f" [{', '.join(where[:5])}{more}]" if where else ""
+            named.append(f"{key.asset_key.to_user_string()}:{key.name}{shown}")
         raise dg.Failure(
-            description=f"blocking checks failed upstream: {', '.join(failed)}; fix the data and re-materialize "
+            description=f"blocking checks failed upstream: {'; '.join(named)}; fix the data and re-materialize "
             "those assets (their checks run with them) before materializing this one"
         )

@@ -11,8 +11,8 @@ from gocoder_assets.categorized_records import filters
 from gocoder_assets.categorized_records.assets import categorized_records
 from gocoder_assets.categorized_records.residual import residual_findings
 from gocoder_assets.categorized_records.serialize import mark
-from gocoder_assets.checks import asset_check, result, run_partition_keys
-from gocoder_assets.resources import StorageResource
+from gocoder_assets.checks import partition_check, result
+from gocoder_assets.storage import Layout
 
 PROVENANCE = ("repo", "license", "commit_sha", "path", "fetched_at", "url")
 
@@ -48,42 +48,24 @@ def integrity_problems(path: Path) -> collections.Counter[str]:
     return problems
 
 
-@asset_check(asset=categorized_records, blocking=True, description="Two independent re-scans find no secret.")
-def categorized_records_secrets_residual(
-    context: dg.AssetCheckExecutionContext, storage: StorageResource
-) -> dg.AssetCheckResult:
-    layout = storage.layout()
-    rows = [[key, *f] for key in run_partition_keys(context) for f in secret_findings(layout.categorized_file(key))]
-    return result(not rows, ["partition", "record", "secret kinds"], rows, residual_secrets=len(rows))
+@partition_check(asset=categorized_records, blocking=True, description="Two independent re-scans find no secret.")
+def categorized_records_secrets_residual(layout: Layout, key: str) -> dg.AssetCheckResult:
+    rows = secret_findings(layout.categorized_file(key))
+    return result(not rows, ["record", "secret kinds"], rows, residual_secrets=len(rows))
 
 
-@asset_check(asset=categorized_records, description="Valid UTF-8, no vendored/generated paths, provenance.")
-def categorized_records_integrity(
-    context: dg.AssetCheckExecutionContext, storage: StorageResource
-) -> dg.AssetCheckResult:
-    layout = storage.layout()
-    per_key = {key: integrity_problems(layout.categorized_file(key)) for key in run_partition_keys(context)}
-    kinds = ("invalid_utf8", "excluded_path", "missing_provenance", "malformed_structure")
-    rows = [[k, *(c[p] for p in kinds)] for k, c in per_key.items() if c]
-    total = sum(sum(c.values()) for c in per_key.values())
-    header = ["partition", "invalid UTF-8", "excluded path", "missing provenance", "malformed structure"]
-    return result(total == 0, header, rows, blocking_failure=False, problems=total)
+@partition_check(asset=categorized_records, description="Valid UTF-8, no vendored/generated paths, provenance.")
+def categorized_records_integrity(layout: Layout, key: str) -> dg.AssetCheckResult:
+    c = integrity_problems(layout.categorized_file(key))
+    rows = [[p, c[p]] for p in ("invalid_utf8", "excluded_path", "missing_provenance", "malformed_structure") if c[p]]
+    total = sum(c.values())
+    return result(total == 0, ["problem", "records"], rows, blocking_failure=False, problems=total)
 
 
-@asset_check(asset=categorized_records, description="Records per category and kind, per partition.")
-def categorized_records_category_counts(
-    context: dg.AssetCheckExecutionContext, storage: StorageResource
-) -> dg.AssetCheckResult:
-    layout = storage.layout()
-    per_key = {}
-    for key in run_partition_keys(context):
-        table = pq.read_table(layout.categorized_file(key), columns=["kind", "category"])
-        per_key[key] = collections.Counter(zip(*(table.column(c).to_pylist() for c in ("kind", "category")),
-                                               strict=True))  # fmt: skip
-    totals = sum(per_key.values(), collections.Counter())
-    columns = sorted(totals, key=lambda kc: (kc[1], kc[0]))
-    rows = [[key, *(c[kc] for kc in columns)] for key, c in per_key.items()]
-    empty = [r for r in rows if sum(r[1:]) == 0]
-    by_category = {cat: sum(n for (_, c), n in totals.items() if c == cat) for cat in ("NAT", "MIX", "CODE")}
-    header = ["partition", *(f"{c} {k}" for k, c in columns)]
-    return result(not empty, header, rows, blocking_failure=False, **by_category, empty_partitions=len(empty))
+@partition_check(asset=categorized_records, description="Records per category and kind; a partition has records.")
+def categorized_records_category_counts(layout: Layout, key: str) -> dg.AssetCheckResult:
+    table = pq.read_table(layout.categorized_file(key), columns=["kind", "category"])
+    counts = collections.Counter(zip(*(table.column(c).to_pylist() for c in ("kind", "category")), strict=True))
+    rows = [[c, k, n] for (k, c), n in sorted(counts.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+    by_category = {cat: sum(n for (_, c), n in counts.items() if c == cat) for cat in ("NAT", "MIX", "CODE")}
+    return result(bool(counts), ["category", "kind", "records"], rows, blocking_failure=False, **by_category)

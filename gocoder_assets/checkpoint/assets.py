@@ -11,6 +11,7 @@ from typing import Any
 
 import dagster as dg
 
+from gocoder_assets import automation
 from gocoder_assets.checkpoint.config import TrainConfig
 from gocoder_assets.checkpoint.worker import TrainJob, failure_path, launch_command
 from gocoder_assets.checks import require_upstream_checks_passed
@@ -127,6 +128,7 @@ def write_job(layout: Layout, cfg: TrainConfig, gpu: GPUResource, run_id: str) -
     group_name="train",
     kinds={"pytorch"},
     pool="gpu",
+    automation_condition=automation.CHECKPOINT,
 )
 def checkpoint(
     context: dg.AssetExecutionContext, config: CheckpointConfig, storage: StorageResource, gpu: GPUResource

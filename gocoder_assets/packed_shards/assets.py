@@ -6,6 +6,7 @@ import dagster as dg
 import numpy as np
 import pyarrow.parquet as pq
 
+from gocoder_assets import automation
 from gocoder_assets.categorized_records.assets import categorized_records
 from gocoder_assets.categorized_records.serialize import MARKERS
 from gocoder_assets.checks import require_upstream_checks_passed
@@ -33,6 +34,7 @@ class PackConfig(dg.Config):
     code_version="5",
     group_name="tokenize",
     kinds={"numpy"},
+    automation_condition=automation.SHARDS,
 )
 def packed_shards(
     context: dg.AssetExecutionContext, config: PackConfig, storage: StorageResource

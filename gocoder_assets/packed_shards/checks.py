@@ -3,12 +3,11 @@
 import dagster as dg
 import numpy as np
 
-from gocoder_assets.checks import asset_check, result, run_partition_keys
+from gocoder_assets.checks import partition_check, result
 from gocoder_assets.packed_shards.assets import PackConfig, packed_shards
 from gocoder_assets.packed_shards.pack import assign_splits
 from gocoder_assets.packed_shards.shard_format import CATEGORIES, ShardFormatError, open_shard, read_index
 from gocoder_assets.repo_list.repos import read_repo_list
-from gocoder_assets.resources import StorageResource
 from gocoder_assets.storage import Layout, read_json
 from gocoder_assets.tokenizer_model.assets import INFO_FILE
 
@@ -58,26 +57,17 @@ def shard_problems(
     return problems
 
 
-@asset_check(asset=packed_shards, blocking=True, description="Header, ids, record index valid; records end in EOS.")
-def shards_valid(context: dg.AssetCheckExecutionContext, storage: StorageResource) -> dg.AssetCheckResult:
-    layout = storage.layout()
+@partition_check(asset=packed_shards, blocking=True, description="Header, ids, record index valid; records end in EOS.")
+def shards_valid(layout: Layout, key: str) -> dg.AssetCheckResult:
     info = read_json(layout.tokenizer_dir / INFO_FILE)
-    keys = run_partition_keys(context)
-    rows = [[k, p] for k in keys for p in shard_problems(layout, k, info["vocab_size"], info["sha256"], info["eos_id"])]
-    return result(not rows, ["partition", "problem"], rows, shards=len(keys))
+    rows = [[p] for p in shard_problems(layout, key, info["vocab_size"], info["sha256"], info["eos_id"])]
+    return result(not rows, ["problem"], rows)
 
 
-@asset_check(asset=packed_shards, blocking=True, description="Every repo wholly in train or in val.")
-def split_leakage(storage: StorageResource) -> dg.AssetCheckResult:
-    layout = storage.layout()
+@partition_check(asset=packed_shards, blocking=True, description="The repo is wholly in its assigned split.")
+def split_leakage(layout: Layout, key: str) -> dg.AssetCheckResult:
     keys = list(read_repo_list(layout.repo_list_file))
-    expected = assign_splits(keys, PackConfig().val_fraction)
-    rows, splits = [], {"train": 0, "val": 0}
-    for key in keys:
-        if not layout.shard_manifest(key).exists():
-            continue
-        split = read_json(layout.shard_manifest(key))["split"]
-        splits[split] += 1
-        if split != expected[key]:
-            rows.append([key, split, expected[key]])
-    return result(not rows, ["partition", "manifest split", "assigned split"], rows, **splits)
+    expected = assign_splits(keys, PackConfig().val_fraction)[key]
+    split = read_json(layout.shard_manifest(key))["split"]
+    rows = [] if split == expected else [[split, expected]]
+    return result(not rows, ["manifest split", "assigned split"], rows)

@@ -6,11 +6,11 @@ from typing import Any
 
 import dagster as dg
 
-from gocoder_assets.checks import asset_check, result, run_partition_keys
+from gocoder_assets.checks import partition_check, result
 from gocoder_assets.raw_prs.archive import read_raw
 from gocoder_assets.raw_prs.assets import raw_prs
-from gocoder_assets.resources import StorageResource
 from gocoder_assets.sources.base import SKIP_REASONS, RawRecord, is_safe_relpath
+from gocoder_assets.storage import Layout
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -39,10 +39,8 @@ def raw_problems(records: Iterable[RawRecord]) -> collections.Counter[str]:
     return problems
 
 
-@asset_check(asset=raw_prs, description="Valid UTF-8 everywhere, only safe relative paths, known skip reasons.")
-def raw_prs_valid(context: dg.AssetCheckExecutionContext, storage: StorageResource) -> dg.AssetCheckResult:
-    layout = storage.layout()
-    per_key = {k: raw_problems(read_raw(layout.raw_records_file(k))) for k in run_partition_keys(context)}
-    rows = [[k, c["invalid_utf8"], c["unsafe_path"], c["unknown_skip_reason"]] for k, c in per_key.items() if c]
-    header = ["partition", "invalid UTF-8 strings", "unsafe paths", "unknown skip reasons"]
-    return result(not rows, header, rows, blocking_failure=False)
+@partition_check(asset=raw_prs, description="Valid UTF-8 everywhere, only safe relative paths, known skip reasons.")
+def raw_prs_valid(layout: Layout, key: str) -> dg.AssetCheckResult:
+    c = raw_problems(read_raw(layout.raw_records_file(key)))
+    rows = [[n, c[n]] for n in ("invalid_utf8", "unsafe_path", "unknown_skip_reason") if c[n]]
+    return result(not rows, ["problem", "count"], rows, blocking_failure=False)

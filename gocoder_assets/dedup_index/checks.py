@@ -7,23 +7,25 @@ import pyarrow.parquet as pq
 
 from gocoder_assets.checks import asset_check, result
 from gocoder_assets.dedup_index.assets import dedup_index
+from gocoder_assets.dedup_index.options import DedupOptions
 from gocoder_assets.repo_list.repos import read_repo_list
 from gocoder_assets.resources import StorageResource
 
 
 class DupRateConfig(dg.Config):
-    # The Stack v1 found ~70% of Go bytes near-duplicated across GitHub; far above that
-    # means a broken source (the same repo listed under many names, say).
-    max_dup_rate: float = 0.9
+    """See ``DedupOptions.max_dup_rate``."""
+
+    max_dup_rate: float = DedupOptions.max_dup_rate
 
 
 @asset_check(asset=dedup_index, blocking=True, description="Exact and near-duplicate rates per partition.")
 def dedup_rates(config: DupRateConfig, storage: StorageResource) -> dg.AssetCheckResult:
     layout = storage.layout()
-    dropped = pq.read_table(layout.dedup_file, columns=["repo", "reason"]).to_pylist()
+    # Counted in Arrow: at 5,000 repositories the drop list has millions of rows, too many as Python dicts.
+    dropped = pq.read_table(layout.dedup_file, columns=["repo", "reason"])
     by_repo: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    for row in dropped:
-        by_repo[row["repo"]][row["reason"]] += 1
+    for row in dropped.group_by(["repo", "reason"]).aggregate([("reason", "count")]).to_pylist():
+        by_repo[row["repo"]][row["reason"]] += row["reason_count"]
     rows, total_in = [], 0
     for key in read_repo_list(layout.repo_list_file):
         sig_rows = pq.read_table(layout.categorized_file(key), columns=["sig_row"]).column(0)

@@ -3,7 +3,8 @@
 Signatures are computed once per record, when its partition is categorized, and stored
 beside it; the corpus-wide index only loads stored signatures into an LSH, so adding one
 repository hashes only that repository's files. Among duplicates the copy from the repo
-with the most stars is kept, ties broken by repository name then path.
+with the most stars is kept, ties broken by repository name then path (engine.py says how
+that survives streaming one partition at a time).
 """
 
 from __future__ import annotations
@@ -11,18 +12,22 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import itertools
 import re
 from collections.abc import Iterable
 from functools import cache
 
 import numpy as np
 
+from gocoder_assets.dedup_index.engine import Decision, Deduper, Lookups, PartitionView
+from gocoder_assets.dedup_index.options import DedupOptions
+from gocoder_assets.dedup_index.stores import MemoryStore
+
 NUM_PERM = 256
 SHINGLE = 5
 SEED = 1
 # datasketch 2.0's default scheme; its hash values fit in 32 bits, halving stored signatures.
 SCHEME = "affine32"
-THRESHOLD = 0.7
 TOKEN = re.compile(r"\w+")
 
 
@@ -160,44 +165,36 @@ class Candidate:
         return (-(self.stars if self.stars is not None else -1), self.repo, self.path)
 
 
-@dataclasses.dataclass
-class Decision:
-    record_id: str
-    repo: str
-    reason: str  # "exact" | "near"
-    duplicate_of: str
+__all__ = ["Candidate", "Decision", "deduplicate", "signature"]
 
 
 def deduplicate(
-    candidates: Iterable[Candidate], signatures: dict[str, np.ndarray], threshold: float = THRESHOLD
+    candidates: Iterable[Candidate], signatures: dict[str, np.ndarray], threshold: float | None = None
 ) -> tuple[list[Decision], dict[str, collections.Counter[str]]]:
-    """Drop decisions and per-repo counts (records in, exact dups, near dups, kept)."""
-    from datasketch import LeanMinHash, MinHashLSH  # noqa: PLC0415 - heavy import, only the index needs it
+    """Drop decisions and per-repo counts (records in, exact dups, near dups, kept), all in memory.
 
+    The same engine as `index.build_index`: candidates sorted by rank, cut into runs of one repo, each
+    run decided as a partition.
+    """
+    threshold = DedupOptions().threshold if threshold is None else threshold
     ordered = sorted(candidates, key=Candidate.rank)
-    counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    decisions: list[Decision] = []
-    first_with_sha: dict[str, str] = {}
-    lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
-    kept: dict[str, np.ndarray] = {}
-    for c in ordered:
-        counts[c.repo]["dedup_in"] += 1
-        if c.sha in first_with_sha:
-            decisions.append(Decision(c.record_id, c.repo, "exact", first_with_sha[c.sha]))
-            counts[c.repo]["exact_dups"] += 1
-            continue
-        first_with_sha[c.sha] = c.record_id
-        values = signatures[c.repo][c.row]
-        m = LeanMinHash(seed=SEED, hashvalues=values.astype(np.uint64), scheme=SCHEME)
-        match = next(
-            (k for k in lsh.query(m) if np.mean(kept[k] == values) >= threshold),
-            None,
+    views = [
+        PartitionView(
+            repo,
+            [c.record_id for c in run],
+            [c.sha for c in run],
+            np.array([c.row for c in run], dtype=np.int64),
+            signatures[repo],
         )
-        if match is not None:
-            decisions.append(Decision(c.record_id, c.repo, "near", match))
-            counts[c.repo]["near_dups"] += 1
-            continue
-        lsh.insert(c.record_id, m)
-        kept[c.record_id] = values
-        counts[c.repo]["kept"] += 1
+        for repo, group in itertools.groupby(ordered, key=lambda c: c.repo)
+        for run in [list(group)]
+    ]
+    lookups = Lookups(lambda o, row: views[o].sigs[row], lambda o: views[o].ids_by_row())
+    deduper = Deduper(MemoryStore(), threshold, NUM_PERM, lookups)
+    decisions: list[Decision] = []
+    counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for ordinal, view in enumerate(views):
+        decided, counted = deduper.process(ordinal, view)
+        decisions += decided
+        counts[view.key].update(counted)
     return decisions, counts

@@ -35,3 +35,26 @@ def counts_metadata(per_partition: Mapping[str, Mapping[str, int]]) -> dict[str,
         table = markdown_table(["partition", *columns], rows[:MAX_TABLE_ROWS])
         meta["per_partition"] = dg.MetadataValue.md(table + note)
     return meta
+
+
+def table_metadata(schema: Any, rows: int) -> dict[str, Any]:
+    """Dagster's standard table metadata for a Parquet asset: its row count and column schema.
+
+    The UI shows ``dagster/row_count`` in the catalog and plots it over materializations, and
+    ``dagster/column_schema`` as the asset's columns, so a reader sees the table without opening a file.
+    ``schema`` is a ``pyarrow.Schema``.
+    """
+    columns = [dg.TableColumn(name=field.name, type=str(field.type)) for field in schema]
+    return {
+        "dagster/row_count": dg.MetadataValue.int(int(rows)),
+        "dagster/column_schema": dg.MetadataValue.table_schema(dg.TableSchema(columns=columns)),
+    }
+
+
+def workers_metadata(mode: str, pids: list[int]) -> dict[str, Any]:
+    """How a run's partitions were spread: the workers mode and the distinct process ids that ran them
+    (on a Celery cluster of several machines two processes may share a pid; the list is a lower bound)."""
+    return {
+        "workers:mode": dg.MetadataValue.text(mode),
+        "workers:pids": dg.MetadataValue.json(sorted(set(pids))),
+    }

@@ -66,6 +66,10 @@ class Layout:
     def tokenizer_dir(self) -> Path:
         return self.asset_dir("tokenizer_model")
 
+    def sft_pairs_file(self, key: str) -> Path:
+        """One repository's instruction pairs (sft_pairs)."""
+        return self.partition_dir("sft_pairs", key) / "pairs.parquet"
+
     def shard_file(self, key: str) -> Path:
         return self.partition_dir("packed_shards", key) / "tokens.bin"
 
@@ -180,11 +184,23 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def write_parquet(rows: Iterator[dict[str, Any]], path: Path, schema: Any, batch_rows: int = 512) -> int:
-    """Stream dict rows into a Parquet file in batches (memory bounded by one batch); atomic."""
+def write_parquet(
+    rows: Iterator[dict[str, Any]],
+    path: Path,
+    schema: Any,
+    batch_rows: int = 512,
+    metadata: dict[str, str] | None = None,
+) -> int:
+    """Stream dict rows into a Parquet file in batches (memory bounded by one batch); atomic.
+
+    ``metadata`` is added to the file's schema metadata (``pq.read_schema(path).metadata``), so an
+    artifact can say how it was made (the settings it was made with) without a sidecar file.
+    """
     import pyarrow as pa  # noqa: PLC0415
     import pyarrow.parquet as pq  # noqa: PLC0415
 
+    if metadata:
+        schema = schema.with_metadata({**(schema.metadata or {}), **metadata})
     n = 0
     with atomic_file(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
         batch: list[dict[str, Any]] = []

@@ -16,6 +16,7 @@ import pytest
 from gocoder_assets.pipeline import materialize_all
 from gocoder_assets.resources import GPUResource, LocalSourceResource, StorageResource
 from gocoder_assets.storage import Layout
+from gocoder_assets.workers.resource import WorkersResource
 from gocoder_assets_tests.gitrepo import commit, git
 
 GO_SLICE = ["errors", "container", "sort", "unicode"]
@@ -76,6 +77,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
         "storage": StorageResource(root=str(tmp / "data")),
         "source": LocalSourceResource(clones_dir=str(clones), packages=GO_SLICE, include_go=True),
         "gpu": GPUResource(device="cpu"),
+        "workers": WorkersResource(),  # the default: a local process pool
     }
     with dg.instance_for_test() as instance:
         results = materialize_all(instance, resources, RUN_CONFIG, log=lambda _: None)

@@ -27,6 +27,7 @@ from gocoder_assets.sources.git_clones import GitClonesSource
 from gocoder_assets.storage import Layout
 from gocoder_assets.tokenizer_model.encode import RecordCodec
 from gocoder_assets.tokenizer_model.train import load_processor
+from gocoder_assets.workers.resource import WorkersResource
 from gocoder_assets_tests.gitrepo import commit, git
 
 MIT = "MIT License\n\nPermission is hereby granted, free of charge, to any person obtaining a copy\n"
@@ -137,6 +138,7 @@ def build(tmp: Path, clones: Path, instance: dg.DagsterInstance) -> list[dg.Exec
         "storage": StorageResource(root=str(tmp / "data")),
         "source": StarredClones(clones_dir=str(clones), stars={"acme/high": 500, "acme/low": 5, "acme/nolicense": 1}),
         "gpu": GPUResource(device="cpu"),
+        "workers": WorkersResource(mode="inline"),
     }
     config = {"ops": {"tokenizer_model": {"config": {"vocab_size": 700, "holdout_fraction": 0.2}}}}
     return materialize_all(instance, resources, config, log=lambda _: None, until="packed_shards")
@@ -284,6 +286,7 @@ def test_a_failed_blocking_check_blocks_later_runs_of_downstream_assets(tmp_path
             "storage": StorageResource(root=str(tmp_path / "data")),
             "source": StarredClones(clones_dir=str(clones), stars={}),
             "gpu": GPUResource(device="cpu"),
+            "workers": WorkersResource(mode="inline"),
         }
         make_repo(clones, "nolicense", {"a.go": "package a\n"}, license_text=None)
         listing = dg.materialize([*ASSETS, *CHECKS], selection=["repo_list"], instance=instance,

@@ -1,24 +1,18 @@
 """categorized_records: filtered, redacted NAT / MIX / CODE records with training text and provenance."""
 
-import dataclasses
-from typing import Any
-
 import dagster as dg
 import numpy as np
-import pyarrow as pa
 
-from gocoder_assets.categorized_records.categorize import INT_COLUMNS, RECORD_COLUMNS, Categorizer
 from gocoder_assets.categorized_records.changes import ChangeOptions
 from gocoder_assets.categorized_records.filters import FilterOptions
-from gocoder_assets.metadata import counts_metadata, markdown_table
+from gocoder_assets.categorized_records.partition import RECORD_SCHEMA, settings_payload
+from gocoder_assets.config import with_config
+from gocoder_assets.metadata import counts_metadata, markdown_table, table_metadata, workers_metadata
 from gocoder_assets.partitions import per_repo_asset
-from gocoder_assets.raw_prs.archive import read_raw
 from gocoder_assets.raw_prs.assets import raw_prs
-from gocoder_assets.repo_list.repos import read_repo_list
 from gocoder_assets.resources import StorageResource
-from gocoder_assets.storage import atomic_file, write_parquet
+from gocoder_assets.workers.resource import WorkersResource
 
-RECORD_SCHEMA = pa.schema([(name, pa.int64() if name in INT_COLUMNS else pa.string()) for name in RECORD_COLUMNS])
 _DEFAULTS = FilterOptions()
 _CHANGES = ChangeOptions()
 
@@ -48,17 +42,10 @@ class CategorizeConfig(dg.Config):
     max_added_lines: int = _CHANGES.max_added_lines
 
     def options(self) -> FilterOptions:
-        return _with_config(_DEFAULTS, self.model_dump())
+        return with_config(_DEFAULTS, self.model_dump())
 
     def change_options(self) -> ChangeOptions:
-        return _with_config(_CHANGES, self.model_dump())
-
-
-def _with_config(defaults: Any, values: dict[str, Any]) -> Any:
-    """``defaults`` with the config's values for its own fields (lists back to the dataclass's tuples)."""
-    names = {f.name for f in dataclasses.fields(defaults)}
-    mine = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
-    return dataclasses.replace(defaults, **mine)
+        return with_config(_CHANGES, self.model_dump())
 
 
 def size_table(sizes: dict[str, list[int]]) -> str:
@@ -70,28 +57,30 @@ def size_table(sizes: dict[str, list[int]]) -> str:
     return markdown_table(["kind", "records", "p50 chars", "p99 chars", "max chars"], rows)
 
 
-@per_repo_asset(deps=[raw_prs], code_version="4", group_name="prepare", kinds={"parquet"})
+@per_repo_asset(deps=[raw_prs], code_version="5", group_name="prepare", kinds={"parquet"})
 def categorized_records(
-    context: dg.AssetExecutionContext, config: CategorizeConfig, storage: StorageResource
+    context: dg.AssetExecutionContext, config: CategorizeConfig, storage: StorageResource, workers: WorkersResource
 ) -> dg.MaterializeResult:
-    """Serialized training text per record, tagged NAT / MIX / CODE, every drop and redaction counted."""
-    layout = storage.layout()
-    repos = read_repo_list(layout.repo_list_file)
+    """Serialized training text per record, tagged NAT / MIX / CODE, every drop and redaction counted.
+
+    Each partition is one task (``partition.categorize_partition``) run by ``workers``; the settings it
+    was made with are in its Parquet's schema metadata (``partition.SETTINGS_KEY``)."""
+    root = str(storage.layout().root)
+    settings = settings_payload(config.options(), config.change_options())
+    payloads = ({"data_root": root, "key": key, "settings": settings} for key in context.partition_keys)
     per_partition = {}
     sizes: dict[str, list[int]] = {}
-    for key in context.partition_keys:
-        categorizer = Categorizer(repos[key], config.options(), config.change_options())
-        rows = categorizer.run(read_raw(layout.raw_records_file(key)))
-        written = write_parquet(rows, layout.categorized_file(key), RECORD_SCHEMA)
-        sigs = np.stack(categorizer.signatures) if categorizer.signatures else np.zeros((0, 0), np.uint32)
-        with atomic_file(layout.signatures_file(key)) as tmp, open(tmp, "wb") as f:
-            np.save(f, sigs)
-        per_partition[key] = {"records": written, **categorizer.counts}
-        for kind, values in categorizer.sizes.items():
+    pids = []
+    for result in workers.map("categorize", payloads):
+        per_partition[result["key"]] = {"records": result["records"], **result["counts"]}
+        for kind, values in result["sizes"].items():
             sizes.setdefault(kind, []).extend(values)
+        pids.append(result["worker_pid"])
     metadata = counts_metadata(per_partition)
     total = sum(p.get("change_chars:total", 0) for p in per_partition.values())
     copied = sum(p.get("change_chars:in_code_records", 0) for p in per_partition.values())
     metadata["mix_share_in_code_records"] = dg.MetadataValue.float(round(copied / total, 4) if total else 0.0)
     metadata["record_chars"] = dg.MetadataValue.md(size_table(sizes))
+    metadata.update(table_metadata(RECORD_SCHEMA, sum(p["records"] for p in per_partition.values())))
+    metadata.update(workers_metadata(workers.mode, pids))
     return dg.MaterializeResult(metadata=metadata)

@@ -4,80 +4,70 @@ import dataclasses
 
 import dagster as dg
 import numpy as np
-import pyarrow.parquet as pq
 
 from gocoder_assets import automation
 from gocoder_assets.categorized_records.assets import categorized_records
-from gocoder_assets.categorized_records.serialize import MARKERS
 from gocoder_assets.checks import require_upstream_checks_passed
 from gocoder_assets.dedup_index.assets import dedup_index
-from gocoder_assets.dedup_index.index import dropped_ids
-from gocoder_assets.metadata import counts_metadata, markdown_table
-from gocoder_assets.packed_shards.pack import VAL_FRACTION, assign_splits, pack_partition
-from gocoder_assets.packed_shards.shard_format import index_path
+from gocoder_assets.metadata import counts_metadata, markdown_table, workers_metadata
+from gocoder_assets.packed_shards.pack import PackOptions
+from gocoder_assets.packed_shards.partition import load_tokenizer
 from gocoder_assets.partitions import per_repo_asset
 from gocoder_assets.repo_list.assets import repo_list
-from gocoder_assets.repo_list.repos import read_repo_list
 from gocoder_assets.resources import StorageResource
-from gocoder_assets.storage import read_json, write_json
+from gocoder_assets.storage import read_json
 from gocoder_assets.tokenizer_model.assets import INFO_FILE, tokenizer_model
-from gocoder_assets.tokenizer_model.encode import RecordCodec
-from gocoder_assets.tokenizer_model.train import load_processor
+from gocoder_assets.workers.resource import WorkersResource
+
+_DEFAULTS = PackOptions()
 
 
 class PackConfig(dg.Config):
-    val_fraction: float = VAL_FRACTION
+    val_fraction: float = _DEFAULTS.val_fraction
+
+    def options(self) -> PackOptions:
+        return PackOptions(val_fraction=self.val_fraction)
 
 
 @per_repo_asset(
     deps=[repo_list, categorized_records, dedup_index, tokenizer_model],
-    code_version="5",
+    code_version="6",
     group_name="tokenize",
     kinds={"numpy"},
     automation_condition=automation.SHARDS,
 )
 def packed_shards(
-    context: dg.AssetExecutionContext, config: PackConfig, storage: StorageResource
+    context: dg.AssetExecutionContext, config: PackConfig, storage: StorageResource, workers: WorkersResource
 ) -> dg.MaterializeResult:
     """Records encoded (``RecordCodec``: content runs, marker control ids) and EOS-separated, with a
     record index (boundaries, categories, provenance: path, PR, commit, license) beside each shard; the
-    manifest names the split, the tokenizer hash and the tokens per category."""
+    manifest names the split (and the ``val_fraction`` that decided it), the tokenizer hash and the
+    tokens per category. Each partition is one task (``partition.pack_partition_job``) run by ``workers``."""
     require_upstream_checks_passed(context)
     layout = storage.layout()
-    splits = assign_splits(list(read_repo_list(layout.repo_list_file)), config.val_fraction)
-    sp = load_processor(layout.tokenizer_dir)
-    codec = RecordCodec(sp, MARKERS)  # markers as control ids; fails here on a tokenizer without them
     tokenizer_sha = read_json(layout.tokenizer_dir / INFO_FILE)["sha256"]
-    # Read the index once per run, not once per partition.
-    dropped = dropped_ids(layout.dedup_file)
+    load_tokenizer(layout, tokenizer_sha)  # a tokenizer without the markers fails here, before any task
+    settings = {**dataclasses.asdict(config.options()), "tokenizer_sha256": tokenizer_sha}
+    root = str(layout.root)
+    payloads = ({"data_root": root, "key": key, "settings": settings} for key in context.partition_keys)
     per_partition = {}
-    sizes: dict[str, list[np.ndarray]] = {}
-    for key in context.partition_keys:
-        split = splits[key]
-        # A manifest means "index and shard complete": drop the old one before rewriting either, so a
-        # run killed mid-partition leaves no manifest vouching for a half-replaced pair.
-        layout.shard_manifest(key).unlink(missing_ok=True)
-        stats = pack_partition(layout.categorized_file(key), layout.shard_file(key), codec, dropped)
-        manifest = {
-            **dataclasses.asdict(stats),
-            "split": split,
-            "tokenizer_sha256": tokenizer_sha,
-            "vocab_size": sp.vocab_size(),
+    sizes: dict[str, list[int]] = {}
+    pids = []
+    for result in workers.map("pack", payloads):
+        split = result["split"]
+        for name, values in result["sizes"].items():
+            sizes.setdefault(name, []).extend(values)
+        per_partition[result["key"]] = {
+            "records": result["records"],
+            "text_tokens": result["text_tokens"],
+            "tokens": result["tokens"],
+            f"{split}_tokens": result["tokens"],
+            **{f"{split}_tokens_{c}": n for c, n in result["tokens_by_category"].items()},
         }
-        write_json(layout.shard_manifest(key), manifest)
-        index = pq.read_table(index_path(layout.shard_file(key)), columns=["kind", "category", "tokens"])
-        for kind, category, tokens in zip(*(index.column(c).to_numpy(zero_copy_only=False) for c in
-                                            ("kind", "category", "tokens")), strict=True):  # fmt: skip
-            sizes.setdefault(f"{kind} {category}", []).append(tokens - 1)  # without the record's EOS
-        per_partition[key] = {
-            "records": stats.records,
-            "text_tokens": stats.text_tokens,
-            "tokens": stats.tokens,
-            f"{split}_tokens": stats.tokens,
-            **{f"{split}_tokens_{c}": n for c, n in stats.tokens_by_category.items()},
-        }
+        pids.append(result["worker_pid"])
     metadata = counts_metadata(per_partition)
     metadata["record_tokens"] = dg.MetadataValue.md(token_table(sizes))
+    metadata.update(workers_metadata(workers.mode, pids))
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -31,8 +31,17 @@ def split_score(name: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-# The one default for the share of repositories in val; tokenizer_model holds out the same repositories.
-VAL_FRACTION = 0.05
+@dataclass(frozen=True)
+class PackOptions:
+    """How packing splits the corpus; one default per setting (PackConfig takes it from here).
+
+    ``val_fraction``: the share of repositories in val; tokenizer_model holds out the same repositories.
+    """
+
+    val_fraction: float = 0.05
+
+
+VAL_FRACTION = PackOptions().val_fraction
 
 
 def assign_splits(names: Sequence[str], val_fraction: float = VAL_FRACTION) -> dict[str, str]:

@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from gocoder_assets.metadata import markdown_table
+from gocoder_assets.metadata import markdown_table, table_metadata
 from gocoder_assets.partitions import REPOS
-from gocoder_assets.repo_list.repos import write_repo_list
+from gocoder_assets.repo_list.repos import REPO_SCHEMA, write_repo_list
 from gocoder_assets.resources import RepoSourceResource, StorageResource
 
 # SQLite rejects one insert of ~36k keys (dagster#16260).
@@ -42,6 +42,7 @@ def repo_list(
     return dg.MaterializeResult(
         metadata={
             "repos": len(repos),
+            **table_metadata(REPO_SCHEMA, len(repos)),
             **excluded,
             # GitHub search pages still incomplete (timed out on GitHub's side) after retries
             **({"search:incomplete_pages": src.search_incomplete} if hasattr(src, "search_incomplete") else {}),

@@ -88,7 +88,11 @@ def partition_check(
             keys = list(context.partition_keys)
             latest = latest_materializations(context.instance, spec.asset_key, keys)
             for key in keys:
-                outcome = fn(layout, key)
+                try:
+                    outcome = fn(layout, key)
+                except Exception as e:  # one unreadable partition must not leave the rest of the run unjudged
+                    context.log.exception(f"{check_name} could not judge partition {key!r}")
+                    outcome = result(False, ["error"], [[f"{type(e).__name__}: {e}"]], blocking_failure=True)
                 yield dg.AssetCheckEvaluation(
                     asset_key=spec.asset_key,
                     check_name=check_name,

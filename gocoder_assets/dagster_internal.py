@@ -1,6 +1,6 @@
 """Everything gocoder takes from Dagster's internals, in one place, and why (pinned: dagster==1.13.27).
 
-Dagster's public API covers how assets, checks and automation are declared; three things gocoder needs
+Dagster's public API covers how assets, checks and automation are declared; four things gocoder needs
 have no public form yet:
 
 - **Partition-range tags.** ``dg.materialize`` takes one ``partition_key``; a ranged run (what a
@@ -10,9 +10,11 @@ have no public form yet:
   latest result of a partitioned check for each partition a run reads. Automated runs get the same
   guarantee from the public ``AutomationCondition.all_deps_blocking_checks_passed()``; runs launched by
   hand (UI, CLI) are only covered by asking the event log directly.
-- **Stale partitions.** The resolver the UI uses for "stale" badges; the command for users without the
-  daemon (``pipeline --refresh-stale``) re-materializes what it reports. With the daemon running, the
-  assets' automation conditions do this instead, through public APIs.
+- **Check evaluation targets.** A partitioned check result yielded per partition from a ranged run names
+  the materialization it judged; that target type has no public constructor.
+- **Stale partitions.** The resolver the UI uses for its "stale" badges. gocoder's own rules (the automation
+  conditions, and ``refresh.py`` for users without the daemon) are public; the tests hold them against
+  what the UI would show.
 
 If an upgrade breaks one of these, this module is the only place to fix.
 """
@@ -48,7 +50,8 @@ def failed_check_partitions(
     checks: Iterable[dg.AssetCheckKey],
     partitions: Sequence[str] | None,
 ) -> dict[dg.AssetCheckKey, list[str | None]]:
-    """For each check, the partitions (None: the unpartitioned check) whose latest execution FAILED.
+    """For each check, the partitions (None: the unpartitioned check) whose latest execution failed or never
+    finished (a crashed check step).
 
     ``partitions`` limits the lookup of partitioned checks to those partitions (None: all of them).
     """
@@ -61,13 +64,26 @@ def failed_check_partitions(
         return {}
     failed: dict[dg.AssetCheckKey, list[str | None]] = {}
     storage = instance.event_log_storage
+    finished: dict[str, bool] = {}
+
+    def run_finished(run_id: str) -> bool:
+        if run_id not in finished:
+            run = instance.get_run_by_id(run_id)
+            finished[run_id] = run is None or run.is_finished
+        return finished[run_id]
+
+    def failing(status: AssetCheckExecutionRecordStatus, run_id: str) -> bool:
+        # A check whose step crashed stays PLANNED forever: once its run is over, that is a failure too.
+        planned = status == AssetCheckExecutionRecordStatus.PLANNED
+        return status == AssetCheckExecutionRecordStatus.FAILED or (planned and run_finished(run_id))
+
     for info in storage.get_asset_check_partition_info(keys, partition_keys=partitions):
-        if info.latest_execution_status == AssetCheckExecutionRecordStatus.FAILED:
+        if failing(info.latest_execution_status, info.latest_planned_run_id):
             failed.setdefault(info.check_key, []).append(info.partition_key)
     # Unpartitioned checks have no partition rows when a partition filter is given; ask for them alone.
     if partitions is not None:
         for key, record in storage.get_latest_asset_check_execution_by_key(keys).items():
-            if record.partition is None and record.status == AssetCheckExecutionRecordStatus.FAILED:
+            if record.partition is None and failing(record.status, record.run_id):
                 failed.setdefault(key, []).append(None)
     return {k: sorted(set(v), key=lambda p: p or "") for k, v in failed.items()}
 

@@ -4,6 +4,7 @@ import dagster as dg
 
 from gocoder_assets.checkpoint.assets import checkpoint
 from gocoder_assets.checks import require_upstream_checks_passed
+from gocoder_assets.gguf_model.options import GGUFOptions
 from gocoder_assets.resources import StorageResource
 from gocoder_assets.storage import read_json
 
@@ -17,9 +18,9 @@ SERVED_VARIANT = "q8_0"
 
 
 class GGUFConfig(dg.Config):
-    # "auto": F32 up to 50M parameters (llama.cpp's logits match torch's within 1e-3), F16 above
-    # (half the size; llama.cpp computes in F16 on most backends anyway). "f32"/"f16" force one.
-    dtype: str = "auto"
+    """See ``GGUFOptions``."""
+
+    dtype: str = GGUFOptions.dtype
 
 
 @dg.asset(deps=[checkpoint], code_version="2", group_name="export", kinds={"gguf"})

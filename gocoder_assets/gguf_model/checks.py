@@ -16,7 +16,7 @@ import gguf
 from gocoder_assets.checks import asset_check, result
 from gocoder_assets.gguf_model.assets import VARIANT_NAMES, gguf_model
 from gocoder_assets.resources import StorageResource
-from gocoder_assets.storage import read_json
+from gocoder_assets.storage import file_sha256, read_json
 
 MAX_WINDOWS = 4  # n_ctx-token val windows per variant: enough to separate Q8_0 from Q4_0, seconds on a CPU
 MAX_RECORDS = 200  # val records whose content runs are tokenized by both tokenizers
@@ -28,10 +28,20 @@ def _verify(storage: StorageResource, tmp: Path) -> dg.AssetCheckResult:
     from gocoder_assets.gguf_model.verify import verify  # noqa: PLC0415
     from gocoder_assets.tokenizer_model.assets import INFO_FILE  # noqa: PLC0415
     from gocoder_assets.tokenizer_model.encode import RecordCodec  # noqa: PLC0415
-    from gocoder_assets.tokenizer_model.train import load_processor  # noqa: PLC0415
+    from gocoder_assets.tokenizer_model.train import MODEL_FILE, load_processor  # noqa: PLC0415
 
     layout = storage.layout()
     hf_dir, out_dir = layout.checkpoint_dir, layout.gguf_dir
+    info = read_json(layout.tokenizer_dir / INFO_FILE)
+    # The val shards are the current tokenizer's ids, and its info names the markers it was trained with:
+    # both describe the checkpoint's tokenizer only if the checkpoint was trained with that same model file.
+    if file_sha256(hf_dir / MODEL_FILE) != info["sha256"] or "settings" not in info:
+        why = (
+            "the checkpoint was trained with another tokenizer than the current tokenizer_model"
+            if "settings" in info
+            else "tokenizer_info.json has no settings (written before settings were recorded)"
+        )
+        return result(False, ["problem"], [[f"{why}; re-materialize it and the checkpoint"]], blocking_failure=False)
     full = out_dir / VARIANT_NAMES["full"]
     f32 = full
     field = gguf.GGUFReader(full).get_field("general.file_type")
@@ -40,12 +50,12 @@ def _verify(storage: StorageResource, tmp: Path) -> dg.AssetCheckResult:
         f32 = Path(export_gguf(hf_dir, hf_dir / "tokenizer.model", tmp / "f32.gguf", dtype="f32")["path"])
     variants = {"f32": f32, "q8_0": out_dir / VARIANT_NAMES["q8_0"], "q4_0": out_dir / VARIANT_NAMES["q4_0"]}
     sp = load_processor(hf_dir)
-    _, val_keys = shard_splits(layout, read_json(layout.tokenizer_dir / INFO_FILE)["sha256"])
+    _, val_keys = shard_splits(layout, info["sha256"])
     report = verify(
         variants,
         hf_dir,
         sp,
-        RecordCodec(sp),
+        RecordCodec(sp, info["settings"]["markers"]),
         val_shards=[layout.shard_file(k) for k in val_keys],
         n_ctx=int(read_json(hf_dir / "config.json")["max_position_embeddings"]),
         max_windows=MAX_WINDOWS,

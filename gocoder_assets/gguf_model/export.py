@@ -37,6 +37,7 @@ import numpy as np
 import sentencepiece as spm
 from safetensors import safe_open
 
+from gocoder_assets.gguf_model.options import GGUFOptions
 from gocoder_assets.storage import atomic_file
 
 # SentencePiece ModelProto.SentencePiece.Type, which GGUF's token_type reuses.
@@ -324,7 +325,13 @@ def export_gguf(
 
 
 def export_variants(
-    hf_dir: Path, spm_model: Path, out_dir: Path, *, stem: str = "gocoder", name: str = "gocoder", dtype: str = "auto"
+    hf_dir: Path,
+    spm_model: Path,
+    out_dir: Path,
+    *,
+    stem: str = "gocoder",
+    name: str = "gocoder",
+    dtype: str = GGUFOptions.dtype,
 ) -> dict[str, dict[str, Any]]:
     """Write ``<stem>.gguf`` (full precision, see :func:`resolve_dtype`), ``<stem>.Q8_0.gguf`` and
     ``<stem>.Q4_0.gguf``; the checkpoint is read once. Keys: ``full``, ``q8_0``, ``q4_0``.

@@ -25,7 +25,7 @@ import numpy as np
 import sentencepiece as spm
 
 from gocoder_assets.categorized_records.serialize import RESERVED, split_markers
-from gocoder_assets.packed_shards.pack import assign_splits
+from gocoder_assets.packed_shards.pack import VAL_FRACTION, assign_splits
 from gocoder_assets.tokenizer_model.encode import RecordCodec
 
 SPECIALS = {"unk": (0, "<unk>"), "bos": (1, "<s>"), "eos": (2, "</s>"), "pad": (3, "<pad>")}
@@ -43,6 +43,21 @@ class TokenizerOptions:
     character_coverage: float = 0.9995
     seed: int = 1234
     num_threads: int = 2
+    # Fixed, not settings: Go must round-trip byte for byte (module docstring). Recorded in the info file
+    # so the checks judge the tokenizer by what it was trained with (no unknown ids only with byte fallback).
+    byte_fallback: bool = dataclasses.field(default=True, init=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class HoldoutOptions:
+    """Which repositories the tokenizer never trains on, and how many of their records it is measured on.
+
+    ``holdout_fraction`` goes to packed_shards' ``assign_splits``, with the same default as its
+    val_fraction (``VAL_FRACTION``), so by default the held-out repos are exactly the val repos.
+    """
+
+    holdout_fraction: float = VAL_FRACTION
+    holdout_max_records: int = 500
 
 
 def iter_texts(parquet_files: Iterable[Path], skip: Container[str] = ()) -> Iterator[tuple[str, str]]:
@@ -157,7 +172,7 @@ def train_tokenizer(lines: Iterable[str], out_dir: Path, markers: Sequence[str],
         model_prefix=str(out_dir / "tokenizer"),
         model_type="bpe",
         vocab_size=options.vocab_size,
-        byte_fallback=True,
+        byte_fallback=options.byte_fallback,
         normalization_rule_name="identity",
         remove_extra_whitespaces=False,
         add_dummy_prefix=False,

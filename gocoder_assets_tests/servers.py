@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -101,11 +102,14 @@ def postgres_server(workdir: Path) -> Iterator[dict[str, str]]:
     initdb = require(_pg_bin("initdb"), "apt-get install postgresql")
     postgres = require(_pg_bin("postgres"), "apt-get install postgresql")
     as_user: list[str] = []
+    if os.geteuid() == 0:
+        # The cluster runs as `postgres`, which cannot enter pytest's 0700 tmp folders: use a folder of its own.
+        as_user = ["runuser", "-u", "postgres", "--"]
+        workdir = Path(tempfile.mkdtemp(prefix="gocoder-pg-"))
+        shutil.chown(workdir, "postgres")
     data = workdir / "pgdata"
     data.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:
-        as_user = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(workdir, "postgres")
+    if as_user:
         shutil.chown(data, "postgres")
     subprocess.run([*as_user, initdb, "-D", str(data), "-U", "dagster", "--auth=trust", "-E", "UTF8"],
                    check=True, capture_output=True)  # fmt: skip
@@ -124,6 +128,8 @@ def postgres_server(workdir: Path) -> Iterator[dict[str, str]]:
         yield {"hostname": "127.0.0.1", "port": str(port), "username": "dagster", "password": "", "db_name": "dagster"}
     finally:
         stop(proc)
+        if as_user:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def graphql(port: int, query: str, variables: dict | None = None) -> dict:

@@ -12,11 +12,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from gocoder_assets.automation import AUTOMATION_TAG
 from gocoder_assets.checkpoint.checks import losses_finite
+from gocoder_assets.checkpoint.worker import TrainJob
 from gocoder_assets.definitions import ASSETS, CHECKS
 from gocoder_assets.gguf_model.assets import GGUF_NAME
 from gocoder_assets.resources import GPUResource, LocalSourceResource, StorageResource
 from gocoder_assets.storage import Layout
+from gocoder_assets.workers.resource import WorkersResource
 from gocoder_assets_tests.conftest import RUN_CONFIG, Built
 
 TRAIN = RUN_CONFIG["ops"]["checkpoint"]["config"]
@@ -29,6 +32,7 @@ def copy_of_built(built: Built, tmp_path: Path) -> tuple[dict, Layout]:
         "storage": StorageResource(root=str(root)),
         "source": LocalSourceResource(include_go=False, clones_dir=str(tmp_path)),
         "gpu": GPUResource(device="cpu", precision="fp32"),
+        "workers": WorkersResource(mode="inline"),
     }
     return resources, Layout(root)
 
@@ -64,6 +68,25 @@ def test_rematerializing_resumes_and_shows_the_curve(built: Built, tmp_path: Pat
     for key in ("val_loss_CODE", "val_bpb", "val_unigram_loss", "micro_batch", "accumulation", "mfu"):
         assert key in meta, key
     assert (layout.checkpoint_dir / "tokenizer.model").is_file()  # AutoTokenizer loads the HF folder
+
+
+def test_an_automated_retrain_keeps_the_last_runs_settings(built: Built, tmp_path: Path) -> None:
+    """The automation sensor launches with no run config: it must train with the settings of the last
+    training run (here 8 steps), not TrainConfig's defaults (400)."""
+    resources, layout = copy_of_built(built, tmp_path)
+    config = {**TRAIN, "max_steps": 8, "checkpoint_interval": 4, "eval_interval": 4}
+    with dg.instance_for_test() as instance:
+        assert materialize(instance, resources, ["checkpoint"], config).success
+        automated = dg.materialize(
+            [*ASSETS, *CHECKS], selection=["checkpoint"], instance=instance, resources=resources,
+            tags={AUTOMATION_TAG: "true"}, raise_on_error=False,
+        )  # fmt: skip
+        assert automated.success
+        meta = automated.asset_materializations_for_node("checkpoint")[0].metadata
+        logs = [entry.user_message for entry in instance.all_logs(automated.run_id)]
+    assert meta["steps"].value == 8 and meta["resumed_from_step"].value > 0  # same settings: it resumed
+    assert any("training with the last run's settings" in line for line in logs)
+    assert TrainJob.read(layout.train_run_dir / "job.json").train_config["max_steps"] == 8
 
 
 def test_divergence_fails_the_run_and_writes_no_gguf(built: Built, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ The asset is a thin shell: it checks the inputs, writes a job file and launches 
 which trains, resumes from the last saved state when the settings match, and reports back.
 """
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,25 @@ def write_job(layout: Layout, cfg: TrainConfig, gpu: GPUResource, run_id: str) -
     return job.write(run_dir / "job.json")
 
 
+def automated_settings(context: dg.AssetExecutionContext, layout: Layout, compile_model: bool) -> TrainConfig | None:
+    """For a run the automation sensor started: the settings of the last training run, not the defaults.
+
+    The sensor launches with no run config, and a 125m model trained for days with its own settings must
+    not be retrained as ``tiny`` because the tokenizer changed. None for runs launched by hand, or when
+    nothing was trained yet (then the defaults apply).
+    """
+    last = layout.train_run_dir / "job.json"
+    if context.run.tags.get(automation.AUTOMATION_TAG) != "true" or not last.exists():
+        return None
+    known = {f.name for f in fields(TrainConfig)}
+    raw = {k: v for k, v in TrainJob.read(last).train_config.items() if k in known}
+    cfg = TrainConfig(**{**raw, "compile": compile_model})
+    context.log.info(
+        f"automated run: training with the last run's settings (preset {cfg.preset}, {cfg.max_steps} steps)"
+    )
+    return cfg
+
+
 @dg.asset(
     deps=[packed_shards, tokenizer_model],
     code_version="2",
@@ -138,7 +157,7 @@ def checkpoint(
 
     require_upstream_checks_passed(context)
     layout = storage.layout()
-    cfg = config.train_config(gpu.compile)
+    cfg = automated_settings(context, layout, gpu.compile) or config.train_config(gpu.compile)
     job_path = write_job(layout, cfg, gpu, context.run.run_id)
     job = TrainJob.read(job_path)
     command = launch_command(job_path, gpu.num_processes, gpu.torchrun_args)

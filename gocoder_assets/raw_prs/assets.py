@@ -27,6 +27,8 @@ def _noting_exclusions(records: Iterator[RawRecord], excluded: list[str]) -> Ite
     code_version="4",
     group_name="collect",
     kinds={"json"},
+    # One slot per running collection step (pool size: .ci/setup); the offline sources take a slot too.
+    pool="github",
 )
 def raw_prs(
     context: dg.AssetExecutionContext, source: RepoSourceResource, storage: StorageResource

@@ -3,14 +3,18 @@
 repo_list → raw_prs[repo] → categorized_records[repo] → dedup_index → tokenizer_model
           → packed_shards[repo] → checkpoint → gguf_model
           packed_shards[repo] → license_manifest; checkpoint, gguf_model, license_manifest → model_card
+          categorized_records[repo], dedup_index, tokenizer_model → sft_pairs[repo] (instruction pairs)
 
 Resource settings come from the environment so `dagster dev`, the CLI and the main job
 agree: GOCODER_DATA_DIR (default ./data), GOCODER_CLONES_DIR (a folder of git clones;
 unset = the Go distribution), GOCODER_GO_PACKAGES (comma-separated slice of GOROOT/src),
 GOCODER_DEVICE / GOCODER_PRECISION / GOCODER_COMPILE (training hardware), GOCODER_NPROC /
 GOCODER_TORCHRUN_ARGS (data-parallel processes, multi-node rendezvous), PYTORCH_HIP_ALLOC_CONF /
-HSA_OVERRIDE_GFX_VERSION (ROCm, passed to the training process), GITHUB_TOKEN (collect from GitHub
-instead; see README "Collecting from GitHub").
+HSA_OVERRIDE_GFX_VERSION (ROCm, passed to the training process), GOCODER_WORKERS (inline | processes |
+celery; default processes) / GOCODER_WORKERS_MAX (default: the cores available) / GOCODER_CELERY_BROKER /
+GOCODER_CELERY_QUEUE (where per-partition work runs; gocoder_assets/workers), GOCODER_PARTITIONS_PER_RUN
+(partitions per backfill run), GOCODER_LSH_STORAGE / GOCODER_LSH_REDIS (dedup index store), GITHUB_TOKEN
+(collect from GitHub instead; see README "Collecting from GitHub").
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import shlex
 
 import dagster as dg
 
+from gocoder_assets.automation import automation_sensor
 from gocoder_assets.categorized_records.assets import categorized_records
 from gocoder_assets.categorized_records.checks import (
     categorized_records_category_counts,
@@ -41,14 +46,22 @@ from gocoder_assets.raw_prs.checks import raw_prs_valid
 from gocoder_assets.repo_list.assets import repo_list
 from gocoder_assets.repo_list.checks import repo_list_licenses, repo_list_unique
 from gocoder_assets.resources import GPUResource, LocalSourceResource, StorageResource
+from gocoder_assets.sft_pairs.assets import sft_pairs
+from gocoder_assets.sft_pairs.checks import sft_pairs_valid
 from gocoder_assets.sources.github.resource import github_resource_from_env
 from gocoder_assets.tokenizer_model.assets import tokenizer_model
 from gocoder_assets.tokenizer_model.checks import tokenizer_efficiency, tokenizer_round_trip
+from gocoder_assets.workers.resource import workers_resource_from_env
 
-ASSETS = [
-    repo_list, raw_prs, categorized_records, dedup_index, tokenizer_model, packed_shards, checkpoint, gguf_model,
-    license_manifest, model_card,
-]  # fmt: skip
+# Who answers for the assets in the UI's catalog; set once here instead of on every decorator.
+OWNERS = ["team:gocoder"]
+ASSETS = dg.map_asset_specs(
+    lambda spec: spec.replace_attributes(owners=OWNERS),
+    [
+        repo_list, raw_prs, categorized_records, dedup_index, tokenizer_model, packed_shards, checkpoint, gguf_model,
+        license_manifest, model_card, sft_pairs,
+    ],
+)  # fmt: skip
 
 
 def resources_from_env(env: dict[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
@@ -72,6 +85,7 @@ def resources_from_env(env: dict[str, str] | None = None) -> dict[str, dg.Config
             num_processes=int(env.get("GOCODER_NPROC") or 1),
             torchrun_args=shlex.split(env.get("GOCODER_TORCHRUN_ARGS", "")),
         ),
+        "workers": workers_resource_from_env(env),
     }
 
 
@@ -90,6 +104,16 @@ CHECKS = [
     losses_finite,
     beats_unigram,
     gguf_llama_cpp,
+    sft_pairs_valid,
 ]
 
-defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS, resources=resources_from_env())
+# Runs execute in one process: each run is one step per asset over a range of partitions, and the
+# per-partition work inside it is spread by the `workers` resource; a process per step would only add
+# start-up time.
+defs = dg.Definitions(
+    assets=ASSETS,
+    asset_checks=CHECKS,
+    resources=resources_from_env(),
+    sensors=[automation_sensor()],
+    executor=dg.in_process_executor,
+)

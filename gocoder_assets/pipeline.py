@@ -1,19 +1,22 @@
 """The main job: materialize the whole graph, every partition, through Dagster itself.
 
-Six runs, in dependency order; each per-repo stage is ONE run over the full partition
-range (the assets' single-run backfill policy), not one run per repository. Runs and
-materializations are recorded in the instance at $DAGSTER_HOME, so `dagster dev` shows
-them afterwards. Equivalent CLI:
+Seven stages in dependency order. A per-repo stage runs as ranges of at most ``partitions_per_run``
+partitions (the assets' ``BackfillPolicy.multi_run``, GOCODER_PARTITIONS_PER_RUN), one Dagster run per
+range, so the job can say how far it is after each: stage, partitions done of total, rate, ETA. Runs and
+materializations are recorded in the instance at $DAGSTER_HOME, so `dagster dev -h 127.0.0.1` shows them
+afterwards. Dagster's own DEBUG event stream stays available with ``--verbose``; without it only
+warnings and errors reach the console, plus the training's own INFO lines (settings, step, loss).
 
-    dagster asset materialize -m gocoder_assets.definitions --select repo_list
-    dagster asset materialize -m gocoder_assets.definitions --select raw_prs,categorized_records \\
-        --partition-range 'FIRST...LAST'
-    …
+By hand, the same work is a UI backfill per stage (Materialize… → All → Launch backfill), cut into the same
+runs by the backfill policy; `dagster asset materialize --partition KEY` does one partition at a time (its
+``--partition-range`` needs a single-run backfill policy, which the per-repo assets no longer have).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -21,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from gocoder_assets.dagster_internal import range_tags
 from gocoder_assets.definitions import ASSETS, CHECKS, resources_from_env
-from gocoder_assets.gguf_model.assets import GGUF_NAME
-from gocoder_assets.partitions import REPOS
+from gocoder_assets.partitions import REPOS, SCALE
+from gocoder_assets.refresh import refresh_stale
 from gocoder_assets.storage import Layout
 
 # (assets, partitioned over all repos?)
@@ -38,13 +41,78 @@ STAGES: tuple[tuple[tuple[str, ...], bool], ...] = (
     # After the model: license_manifest only needs the shards, but the card needs both, and one run for the
     # two keeps the release artifacts (licenses.csv, MODEL_CARD.md) describing the same corpus.
     (("license_manifest", "model_card"), False),
+    # Instruction pairs for fine-tuning: a product of their own (the base model does not read them), last so
+    # a failure there never holds back the model and its card.
+    (("sft_pairs",), True),
 )
+# Console level of Dagster's own logger without --verbose: a failing step's error and stack trace (and
+# warnings) still print, the per-event DEBUG stream does not.
+QUIET_LOG_LEVEL = "WARNING"
+# Stages whose INFO lines are their own progress, shown at INFO in quiet mode too: training reports its
+# settings, then step, loss and tokens/s every few steps; it is the stage that can take hours.
+CHATTY_STAGES = frozenset({"checkpoint"})
 
 
-def stage_run_config(run_config: Mapping[str, Any], assets: tuple[str, ...]) -> dict[str, Any]:
-    """The slice of ``{"ops": {...}}`` that belongs to this stage (Dagster rejects the rest)."""
+class StageFailed(dg.DagsterError):
+    """A stage's run failed; says which stage, which partition range and which run."""
+
+
+def stage_run_config(
+    run_config: Mapping[str, Any], assets: tuple[str, ...], log_level: str | None = None
+) -> dict[str, Any]:
+    """The slice of ``{"ops": {...}}`` that belongs to this stage (Dagster rejects the rest), plus the
+    console logger's level when one is given (None: Dagster's default, DEBUG)."""
     ops = run_config.get("ops", {})
-    return {"ops": {name: ops[name] for name in assets if name in ops}}
+    config: dict[str, Any] = {"ops": {name: ops[name] for name in assets if name in ops}}
+    if log_level:
+        config["loggers"] = {"console": {"config": {"log_level": log_level}}}
+    return config
+
+
+def chunks(keys: list[str], size: int) -> list[list[str]]:
+    """``keys`` in order, cut into consecutive ranges of at most ``size``."""
+    if size < 1:
+        raise ValueError(f"partitions per run must be at least 1, not {size}")
+    return [keys[i : i + size] for i in range(0, len(keys), size)]
+
+
+def duration(seconds: float) -> str:
+    """``45s``, ``26m04s``, ``3h07m``: short enough for a progress line."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def progress_line(label: str, done: int, total: int, elapsed: float) -> str:
+    """``[2/6] raw_prs, categorized_records: 150/5000 partitions (3.1/s), ETA 26m04s``."""
+    rate = done / elapsed if elapsed > 0 else 0.0
+    tail = f"done in {duration(elapsed)}" if done >= total else (
+        f"ETA {duration((total - done) / rate)}" if rate > 0 else "ETA unknown"
+    )  # fmt: skip
+    return f"{label}: {done}/{total} partitions ({rate:.1f}/s), {tail}"
+
+
+def _latest_run_id(instance: dg.DagsterInstance) -> str | None:
+    runs = instance.get_runs(limit=1)
+    return runs[0].run_id if runs else None
+
+
+def _failure(instance: dg.DagsterInstance, where: str, error: Exception, before: str | None) -> StageFailed:
+    """What failed, in one line a person can act on: the stage, the range, the run (when the failure got as far
+    as creating one: ``before`` is the latest run id before it), the error's message."""
+    cause: BaseException = error
+    for _ in range(10):  # Dagster wraps the user's exception (user_exception, __cause__); unwrap it
+        inner = getattr(cause, "user_exception", None) or cause.__cause__
+        if inner is None:
+            break
+        cause = inner
+    message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    latest = _latest_run_id(instance)
+    run = f" (run {latest})" if latest and latest != before else ""
+    return StageFailed(f"{where} failed{run}: {type(cause).__name__}: {message}")
 
 
 def materialize_all(
@@ -53,86 +121,73 @@ def materialize_all(
     run_config: Mapping[str, Any] | None = None,
     log: Callable[[str], None] = print,
     until: str | None = None,
+    *,
+    partitions_per_run: int | None = None,
+    log_level: str | None = None,
 ) -> list[dg.ExecuteInProcessResult]:
-    """Run the stages in order (stopping after the stage holding ``until``, if given).
+    """Run the stages in order (stopping after the stage holding ``until``, if given); one result per run.
 
-    A failing blocking check fails its run, and `dg.materialize` raises: later stages never start.
+    Per-repo stages run as ranges of ``partitions_per_run`` (default: ``SCALE.partitions_per_run``), each
+    logged as it finishes. A failing run (a step error, a failing blocking check) raises ``StageFailed``
+    naming the stage and range, after ``log`` got the same line: later stages never start.
     """
+    size = partitions_per_run or SCALE.partitions_per_run
     results = []
-    for assets, partitioned in STAGES:
-        tags = {}
-        if partitioned:
-            keys = instance.get_dynamic_partitions(REPOS)
-            tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+    for number, (assets, partitioned) in enumerate(STAGES, start=1):
+        label = f"[{number}/{len(STAGES)}] {', '.join(assets)}"
+        level = log_level
+        if level and CHATTY_STAGES & set(assets) and logging.getLevelName(level.upper()) > logging.INFO:
+            level = "INFO"
+        config = stage_run_config(run_config or {}, assets, level)
         started = time.monotonic()
-        result = dg.materialize(
-            [*ASSETS, *CHECKS],
-            selection=list(assets),
-            instance=instance,
-            resources=resources,
-            run_config=stage_run_config(run_config or {}, assets),
-            tags=tags,
-        )
-        scope = f" over {len(keys)} partitions" if partitioned else ""
-        log(f"materialized {', '.join(assets)}{scope} in {time.monotonic() - started:.1f}s")
-        results.append(result)
+        if partitioned:
+            keys = list(instance.get_dynamic_partitions(REPOS))
+            ranges = chunks(keys, size)
+            log(f"{label}: {len(keys)} partitions in {len(ranges)} run(s) of at most {size}")
+        else:
+            keys, ranges = [], [[]]
+            log(f"{label}: running")
+        done = 0
+        for part in ranges:
+            where = f"{label}, partitions {part[0]}...{part[-1]}" if part else label
+            before = _latest_run_id(instance)
+            try:
+                result = dg.materialize(
+                    [*ASSETS, *CHECKS],
+                    selection=list(assets),
+                    instance=instance,
+                    resources=resources,
+                    run_config=config,
+                    tags=range_tags(part[0], part[-1]) if part else {},
+                )
+            except Exception as error:
+                failure = _failure(instance, where, error, before)
+                log(str(failure))
+                raise failure from error
+            results.append(result)
+            done += len(part)
+            elapsed = time.monotonic() - started
+            log(progress_line(label, done, len(keys), elapsed) if part else f"{label}: done in {duration(elapsed)}")
         if until in assets:
             break
     return results
 
 
-def contiguous_ranges(keys: list[str], wanted: set[str]) -> list[tuple[str, str]]:
-    """Maximal runs of ``wanted`` keys in partition order, as (first, last) ranges."""
-    ranges, start, prev = [], None, None
-    for key in [*keys, None]:
-        if key in wanted:
-            start, prev = start or key, key
-        elif start is not None:
-            ranges.append((start, prev))
-            start = None
-    return ranges
-
-
-def stale_partitions(instance: dg.DagsterInstance, asset: str) -> set[str]:
-    """Partitions of ``asset`` that are missing or stale (e.g. after a tokenizer change)."""
-    # Dagster's own resolver, the one the UI uses; internal API, pinned by dagster==1.13.27.
-    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView  # noqa: PLC0415
-    from dagster._core.definitions.assets.graph.asset_graph import AssetGraph  # noqa: PLC0415
-    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus  # noqa: PLC0415
-    from dagster._core.definitions.temporal_context import TemporalContext  # noqa: PLC0415
-    from dagster._time import get_current_datetime  # noqa: PLC0415
-
-    graph = AssetGraph.from_assets([*ASSETS, *CHECKS])
-    view = AssetGraphView(
-        temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
-        instance=instance,
-        asset_graph=graph,
-    )
-    resolver = CachingStaleStatusResolver(instance=instance, asset_graph=graph, loading_context=view)
-    keys = instance.get_dynamic_partitions(REPOS)
-    return {k for k in keys if resolver.get_status(dg.AssetKey(asset), k) != StaleStatus.FRESH}
-
-
-def refresh_stale(
-    instance: dg.DagsterInstance,
-    resources: Mapping[str, Any],
-    assets: tuple[str, ...] = ("raw_prs", "categorized_records", "packed_shards"),
-    log: Callable[[str], None] = print,
-) -> dict[str, int]:
-    """Re-materialize only the stale or missing partitions of the per-repo assets, in ranges.
-
-    What the UI's "Materialize stale" cannot do for partitions in bulk (dagster#22553).
-    """
-    refreshed = {}
-    for asset in assets:
-        keys = instance.get_dynamic_partitions(REPOS)
-        stale = stale_partitions(instance, asset)
-        for first, last in contiguous_ranges(keys, stale):
-            tags = {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
-            dg.materialize([*ASSETS, *CHECKS], selection=[asset], instance=instance, resources=resources, tags=tags)
-        log(f"{asset}: re-materialized {len(stale)} stale or missing partitions")
-        refreshed[asset] = len(stale)
-    return refreshed
+def artifacts_summary(root: Path | str, instance: dg.DagsterInstance) -> list[str]:
+    """Where everything the job made lies, and how to look at the runs."""
+    layout = Layout(root)
+    ggufs = sorted(layout.gguf_dir.glob("*.gguf")) if layout.gguf_dir.is_dir() else []
+    home = instance.root_directory
+    lines = [
+        f"  data folder       {Path(root).resolve()}",
+        *(f"  GGUF model        {p.resolve()}" for p in ggufs),
+        f"  model card        {layout.model_card_file.resolve()}",
+        f"  licenses.csv      {layout.license_manifest_file.resolve()}",
+        f"  Dagster instance  {home or '(temporary: set DAGSTER_HOME to keep runs)'}",
+    ]
+    if home:
+        lines.append(f"Look at the runs, partitions and checks:  DAGSTER_HOME={home} dagster dev -h 127.0.0.1")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,10 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--refresh-stale", action="store_true", help="only re-materialize stale/missing per-repo partitions"
     )
+    parser.add_argument("--verbose", action="store_true", help="print Dagster's full (DEBUG) event stream")
     args = parser.parse_args(argv)
+    level = None if args.verbose else QUIET_LOG_LEVEL
     if args.refresh_stale:
+        quiet = {"loggers": {"console": {"config": {"log_level": level}}}} if level else {}
         with dg.DagsterInstance.get() as instance:
-            refresh_stale(instance, resources_from_env())
+            refresh_stale(instance, resources_from_env(), [*ASSETS, *CHECKS], log=_print, run_config=quiet)
         return 0
     ops: dict[str, Any] = {}
     train = {k: v for k, v in {"preset": args.preset, "max_steps": args.max_steps}.items() if v is not None}
@@ -156,12 +214,23 @@ def main(argv: list[str] | None = None) -> int:
         ops["tokenizer_model"] = {"config": {"vocab_size": args.vocab_size}}
     resources = resources_from_env()
     started = time.monotonic()
+    if not args.verbose:  # transformers' per-file progress bars (save/load) would break up the progress lines
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     with dg.DagsterInstance.get() as instance:
-        materialize_all(instance, resources, {"ops": ops})
-    gguf = Path(resources["storage"].root).resolve() / "gguf_model" / GGUF_NAME
-    card = Layout(resources["storage"].root).model_card_file
-    print(f"done in {time.monotonic() - started:.0f}s; GGUF model: {gguf}; model card: {card}")
+        try:
+            materialize_all(instance, resources, {"ops": ops}, log=_print, log_level=level)
+        except StageFailed:  # already printed, with the stage, range and run
+            stopped = duration(time.monotonic() - started)
+            _print(f"stopped after {stopped}; the run's logs: `dagster dev -h 127.0.0.1` → Runs → the run id")
+            return 1
+        _print(f"done in {duration(time.monotonic() - started)}. Artifacts:")
+        for line in artifacts_summary(resources["storage"].root, instance):
+            _print(line)
     return 0
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)  # progress must show as it happens, also through a pipe (CI logs)
 
 
 if __name__ == "__main__":

@@ -226,6 +226,14 @@ def test_settings_come_from_the_environment() -> None:
         workers_resource_from_env({"GOCODER_WORKERS": "threads"}).settings()
 
 
+def test_a_broker_url_from_the_environment_is_bound_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The URL may hold a password: Dagster must record the variable, not its value."""
+    monkeypatch.setenv("GOCODER_CELERY_BROKER", "redis://:s3cret@h:6379/1")
+    w = workers_resource_from_env(dict(os.environ))
+    assert isinstance(w.broker_url, dg.EnvVar) and w.broker_url.env_var_name == "GOCODER_CELERY_BROKER"
+    assert "s3cret" not in repr(w.broker_url)
+
+
 def test_per_process_caches_follow_rewritten_files(tmp_path: Path) -> None:
     """A worker keeps the repository list between partitions, but a new version (an atomic rename) is read."""
     import dataclasses  # noqa: PLC0415

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import dagster as dg
 from gocoder_assets.workers.pool import WorkerSettings, run_map
 
 _DEFAULTS = WorkerSettings()
+BROKER_VAR = "GOCODER_CELERY_BROKER"
 
 
 class WorkersResource(dg.ConfigurableResource):
@@ -43,4 +45,9 @@ class WorkersResource(dg.ConfigurableResource):
 def workers_resource_from_env(env: dict[str, str] | None = None) -> WorkersResource:
     """GOCODER_WORKERS, GOCODER_WORKERS_MAX, GOCODER_CELERY_BROKER, GOCODER_CELERY_QUEUE (pool.WorkerSettings)."""
     s = WorkerSettings.from_env(env)
-    return WorkersResource(mode=s.mode, max_workers=s.max_workers, broker_url=s.broker_url, queue=s.queue)
+    # A broker URL may carry a password. Taken from this process's environment, it stays a dg.EnvVar: Dagster
+    # resolves it at launch and shows and records only the variable's name.
+    broker: Any = s.broker_url
+    if broker and os.environ.get(BROKER_VAR) == broker:
+        broker = dg.EnvVar(BROKER_VAR)
+    return WorkersResource(mode=s.mode, max_workers=s.max_workers, broker_url=broker, queue=s.queue)

@@ -110,8 +110,7 @@ def test_snapshot_records(clones: Path) -> None:
         assert rec["text"] == gits(repo, "show", f"HEAD:{path}")
         assert rec["size"] == len(rec["text"].encode())
     skips = {r["path"]: r["reason"] for r in records if r["kind"] == "skip"}
-    assert skips == {"blob.go": "binary", "latin1.go": "invalid_utf8", "link.go": "symlink",
-                     "vendor/sub": "submodule"}
+    assert skips == {"blob.go": "binary", "latin1.go": "invalid_utf8", "link.go": "symlink", "vendor/sub": "submodule"}
 
 
 def test_change_records_match_git(clones: Path) -> None:
@@ -134,13 +133,13 @@ def test_change_records_match_git(clones: Path) -> None:
         else:
             assert f"{change['title']} (#{change['number']})" == subject
         parent = gits(repo, "rev-list", "--parents", "-n1", sha).split()[1:]
-        names = gits(repo, "diff-tree", "-r", "--root", "--no-commit-id", "--name-status", "--no-renames",
-                     sha)
+        names = gits(repo, "diff-tree", "-r", "--root", "--no-commit-id", "--name-status", "--no-renames", sha)
         assert [(f["status"], f["path"]) for f in change["files"]] == [
-            tuple(line.split("\t")) for line in names.splitlines()]
+            tuple(line.split("\t")) for line in names.splitlines()
+        ]
         for f in change["files"]:
             shown = git(repo, "show", "--format=", sha, "--", f["path"])
-            expected_diff = shown[shown.index(b"diff --git"):]
+            expected_diff = shown[shown.index(b"diff --git") :]
             if "skipped" not in f:
                 assert f["diff"] == expected_diff.decode()
                 checked += 1
@@ -174,7 +173,7 @@ def test_max_commits(clones: Path) -> None:
 
 def test_shallow_boundary_is_not_a_root(clones: Path, tmp_path: Path) -> None:
     git(tmp_path, "clone", "-q", "--depth", "2", f"file://{clones / 'widget'}", str(tmp_path / "c" / "w"))
-    info, = GitClonesSource(tmp_path / "c").list_repos()
+    (info,) = GitClonesSource(tmp_path / "c").list_repos()
     changes = [r["sha"] for r in GitClonesSource(tmp_path / "c").collect(info) if r["kind"] == "change"]
     assert changes == [info.commit_sha]  # the grafted boundary (the merge) is not reported
 
@@ -288,7 +287,8 @@ def test_rename_among_adds_and_deletes_pairs_sections(renames: tuple[Path, dict[
     files = _files(repo, sha, tmp_path)
     names = gits(repo, "diff-tree", "-r", "--no-commit-id", "--name-status", "-M", sha).splitlines()
     assert [(f["status"], f.get("old_path"), f["path"]) for f in files] == [
-        (s[0], p[0] if s[0] == "R" else None, p[-1]) for s, *p in (line.split("\t") for line in names)]
+        (s[0], p[0] if s[0] == "R" else None, p[-1]) for s, *p in (line.split("\t") for line in names)
+    ]
     by_path = {f["path"]: f for f in files}
     assert set(by_path) == {"c_gone.go", "d_kept.go", "z_new.go"}
     gone, kept, new = by_path["c_gone.go"], by_path["d_kept.go"], by_path["z_new.go"]
@@ -313,8 +313,9 @@ def test_unsafe_and_symlink_renames_are_skipped(renames: tuple[Path, dict[str, s
     assert link["before"] is None and link["after"] is None
 
 
-def test_unpaired_sections_raise(renames: tuple[Path, dict[str, str]], tmp_path: Path,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unpaired_sections_raise(
+    renames: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo, shas = renames
     real = git_clones.Git.popen
 

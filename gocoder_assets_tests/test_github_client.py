@@ -11,8 +11,11 @@ from githubkit.exception import RequestFailed
 
 from gocoder_assets.sources.github.client import Budget, RetryPolicy, RetrySettings, _check_body
 
-OK = httpx.Response(200, json={"data": {"rateLimit": {"cost": 1}}}, headers={"x-ratelimit-remaining": "4321",
-                                                                          "x-ratelimit-resource": "graphql"})
+OK = httpx.Response(
+    200,
+    json={"data": {"rateLimit": {"cost": 1}}},
+    headers={"x-ratelimit-remaining": "4321", "x-ratelimit-resource": "graphql"},
+)
 
 
 class Recorder(RetryPolicy):
@@ -37,8 +40,14 @@ def run(*answers: httpx.Response) -> tuple[Recorder, Budget, dict]:
         answer = queue.pop(0) if queue else OK
         return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
 
-    gh = GitHub("t", base_url="https://api.example.invalid/", transport=httpx.MockTransport(handler),
-                auto_retry=policy, http_cache=False, event_hooks={"response": [_check_body(budget)]})
+    gh = GitHub(
+        "t",
+        base_url="https://api.example.invalid/",
+        transport=httpx.MockTransport(handler),
+        auto_retry=policy,
+        http_cache=False,
+        event_hooks={"response": [_check_body(budget)]},
+    )
     return policy, budget, gh.graphql.request("query { rateLimit { cost } }")
 
 
@@ -49,8 +58,13 @@ def test_retry_after_is_obeyed() -> None:
 
 def test_primary_limit_waits_until_reset() -> None:
     reset = int(time.time()) + 30
-    policy, _, _ = run(httpx.Response(403, json={"message": "API rate limit exceeded"},
-                                      headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)}))
+    policy, _, _ = run(
+        httpx.Response(
+            403,
+            json={"message": "API rate limit exceeded"},
+            headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)},
+        )
+    )
     assert 27 <= policy.waits[0] <= 30
 
 
@@ -62,8 +76,11 @@ def test_secondary_limit_and_server_errors_back_off_exponentially_from_a_minute(
 
 def test_truncated_json_and_graphql_rate_limited_are_retried() -> None:
     reset = int(time.time()) + 12
-    limited = httpx.Response(200, json={"errors": [{"type": "RATE_LIMITED", "message": "limit"}]},
-                             headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)})
+    limited = httpx.Response(
+        200,
+        json={"errors": [{"type": "RATE_LIMITED", "message": "limit"}]},
+        headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)},
+    )
     truncated = httpx.Response(200, content=b'{"data": {"rateLim', headers={"content-type": "application/json"})
     policy, budget, _ = run(limited, truncated)
     assert 9 <= policy.waits[0] <= 12 and policy.waits[1] == 120.0

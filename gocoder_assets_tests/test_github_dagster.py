@@ -36,26 +36,34 @@ def files_containing(root: Path, needle: bytes) -> list[Path]:
     return hits
 
 
-def test_materialize_from_github_and_the_token_never_lands_on_disk(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_materialize_from_github_and_the_token_never_lands_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ensure_schema()
     git_root, home, data = tmp_path / "git", tmp_path / "dagster_home", tmp_path / "data"
     repos = [widget_repo(git_root, n_prs=6), widget_repo(git_root, repo_id=2, name="gadget", n_prs=3, stars=50)]
     home.mkdir()
     monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
-    with Emulator(repos, git_root, TOKEN, fault_rate=0.1, seed=2) as emu, \
-            dg.instance_for_test(temp_dir=str(home)) as instance:
+    with (
+        Emulator(repos, git_root, TOKEN, fault_rate=0.1, seed=2) as emu,
+        dg.instance_for_test(temp_dir=str(home)) as instance,
+    ):
         resources = {
             "storage": StorageResource(root=str(data)),
-            "source": GitHubResource(token=dg.EnvVar("GITHUB_TOKEN"), base_url=emu.base_url,
-                                     cache_dir=str(data / "github_api"), request_timeout=1.0,
-                                     retry_wait_scale=0.001),
+            "source": GitHubResource(
+                token=dg.EnvVar("GITHUB_TOKEN"),
+                base_url=emu.base_url,
+                cache_dir=str(data / "github_api"),
+                request_timeout=1.0,
+                retry_wait_scale=0.001,
+            ),
         }
         assert dg.materialize([repo_list], resources=resources, instance=instance).success
         assert set(instance.get_dynamic_partitions(REPOS)) == {"acme/widget", "acme/gadget"}
         for key in ("acme/widget", "acme/gadget"):
-            assert dg.materialize([raw_prs, repo_list], selection=[raw_prs], partition_key=key, resources=resources,
-                                  instance=instance).success
+            assert dg.materialize(
+                [raw_prs, repo_list], selection=[raw_prs], partition_key=key, resources=resources, instance=instance
+            ).success
     with Emulator(repos, git_root, TOKEN) as clean_emu:  # the same partition, collected without faults
         clean = GitHubSource(source_settings(clean_emu, tmp_path / "clean"), log=lambda _: None)
         widget = next(r for r in clean.list_repos() if r.full_name == "acme/widget")

@@ -36,7 +36,7 @@ def test_every_project_query_validates_against_githubs_schema(name: str) -> None
 def test_an_invalid_query_is_rejected_like_github_would(setup) -> None:
     git_root, repos = setup
     with Emulator(repos, git_root, TOKEN) as emu, GitHub(TOKEN, base_url=emu.base_url) as gh:
-        answer = gh.request("POST", "/graphql", json={"query": "query { repository(owner: \"acme\") { nope } }"})
+        answer = gh.request("POST", "/graphql", json={"query": 'query { repository(owner: "acme") { nope } }'})
     assert answer.json()["errors"] and len(emu.invalid_queries) >= 2  # missing argument, unknown field
 
 
@@ -71,8 +71,9 @@ def test_rest_answers_parse_into_githubkit_models(setup) -> None:
 def test_wrong_token_is_refused(setup) -> None:
     git_root, repos = setup
     with Emulator(repos, git_root, TOKEN) as emu:
-        answer = httpx.post(f"{emu.base_url}graphql", json={"query": "{ rateLimit { cost } }"},
-                            headers={"Authorization": "token wrong"})
+        answer = httpx.post(
+            f"{emu.base_url}graphql", json={"query": "{ rateLimit { cost } }"}, headers={"Authorization": "token wrong"}
+        )
     assert answer.status_code == 401
 
 

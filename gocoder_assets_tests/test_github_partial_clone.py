@@ -32,14 +32,20 @@ def _bare(git_root: Path, repo: Repo) -> Path:
 
 
 def _oid(git_root: Path, repo: Repo, rev: str) -> str:
-    return subprocess.run(["git", "--git-dir", str(_bare(git_root, repo)), "rev-parse", rev], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "--git-dir", str(_bare(git_root, repo)), "rev-parse", rev], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def _served_blobs(emu: Emulator, git_root: Path, repo: Repo) -> set[str]:
     wanted = "".join(f"{oid}\n" for oid in emu.git_wants)
-    out = subprocess.run(["git", "--git-dir", str(_bare(git_root, repo)), "cat-file", "--batch-check"],
-                         input=wanted, check=True, capture_output=True, text=True).stdout.split("\n")
+    out = subprocess.run(
+        ["git", "--git-dir", str(_bare(git_root, repo)), "cat-file", "--batch-check"],
+        input=wanted,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split("\n")
     return {line.split()[0] for line in out if line.endswith("blob") or " blob " in line}
 
 
@@ -50,8 +56,7 @@ def _changes(records: list[dict]) -> dict[int, dict]:
 def test_deleted_pr_ref_and_unfetchable_head_leave_that_pr_without_files(repo, tmp_path: Path) -> None:
     git_root, info = repo
     head = _oid(git_root, info, "refs/pull/3/head")
-    subprocess.run(["git", "--git-dir", str(_bare(git_root, info)), "update-ref", "-d", "refs/pull/3/head"],
-                   check=True)
+    subprocess.run(["git", "--git-dir", str(_bare(git_root, info)), "update-ref", "-d", "refs/pull/3/head"], check=True)
     with Emulator([info], git_root, TOKEN) as emu:
         emu.refused_oids.add(head)  # the fork is gone: not even its commit id can be fetched
         _, records = collect(emu, tmp_path / "cache", "acme/widget")
@@ -67,8 +72,7 @@ def test_deleted_pr_ref_and_unfetchable_head_leave_that_pr_without_files(repo, t
 
 def test_deleted_pr_ref_falls_back_to_the_head_commit(repo, tmp_path: Path) -> None:
     git_root, info = repo
-    subprocess.run(["git", "--git-dir", str(_bare(git_root, info)), "update-ref", "-d", "refs/pull/3/head"],
-                   check=True)
+    subprocess.run(["git", "--git-dir", str(_bare(git_root, info)), "update-ref", "-d", "refs/pull/3/head"], check=True)
     with Emulator([info], git_root, TOKEN) as emu:
         _, records = collect(emu, tmp_path / "cache", "acme/widget")
     pr3 = _changes(records)[3]
@@ -92,10 +96,12 @@ def test_excluded_dirs_and_binaries_are_never_fetched(repo, tmp_path: Path) -> N
     with Emulator([info], git_root, TOKEN) as emu:
         _, records = collect(emu, tmp_path / "cache", "acme/widget")
         served = _served_blobs(emu, git_root, info)
-    never = {_oid(git_root, info, f"{info.default_branch}:vendor/lib/lib.go"),
-             _oid(git_root, info, f"{info.prs[0].base_oid}:vendor/lib/lib.go"),
-             _oid(git_root, info, f"{info.prs[0].base_oid}:testdata/t.go"),
-             _oid(git_root, info, "refs/pull/4/head:logo4.png")}
+    never = {
+        _oid(git_root, info, f"{info.default_branch}:vendor/lib/lib.go"),
+        _oid(git_root, info, f"{info.prs[0].base_oid}:vendor/lib/lib.go"),
+        _oid(git_root, info, f"{info.prs[0].base_oid}:testdata/t.go"),
+        _oid(git_root, info, "refs/pull/4/head:logo4.png"),
+    }
     assert served and not served & never, f"{len(served)} blobs served"
     skips = {r["path"]: r["reason"] for r in records if r["kind"] == "skip"}
     assert skips["vendor/lib/lib.go"] == "excluded_dir" and skips["testdata/t.go"] == "excluded_dir"

@@ -22,8 +22,16 @@ def population(n: int = 2600, seed: int = 5) -> list[Repo]:
     repos = []
     for i in range(n):
         stars = 50_000 // (1 + i // 3) + rng.randrange(3)  # long tail with ties
-        r = Repo(i + 10, f"org{i % 97}", f"proj{i}", stars, rng.choice(licenses), fork=i % 41 == 0,
-                 archived=i % 53 == 0, language="Rust" if i % 89 == 0 else "Go")
+        r = Repo(
+            i + 10,
+            f"org{i % 97}",
+            f"proj{i}",
+            stars,
+            rng.choice(licenses),
+            fork=i % 41 == 0,
+            archived=i % 53 == 0,
+            language="Rust" if i % 89 == 0 else "Go",
+        )
         r.head_oid = fake_oid(r.full_name)
         repos.append(r)
     # 1,200 repositories tied at exactly 3 stars: one star level larger than the search cap
@@ -35,8 +43,14 @@ def population(n: int = 2600, seed: int = 5) -> list[Repo]:
 
 
 def expected(repos: list[Repo], n: int) -> list[str]:
-    kept = [r for r in repos if r.language == "Go" and not r.fork and not r.archived
-            and r.license in {"MIT", "Apache-2.0", "GPL-3.0", "BSD-3-Clause"}]
+    kept = [
+        r
+        for r in repos
+        if r.language == "Go"
+        and not r.fork
+        and not r.archived
+        and r.license in {"MIT", "Apache-2.0", "GPL-3.0", "BSD-3-Clause"}
+    ]
     return [r.full_name for r in sorted(kept, key=lambda r: (-r.stars, r.full_name))[:n]]
 
 
@@ -72,16 +86,20 @@ def test_exclusions_are_counted(repos: list[Repo], tmp_path: Path) -> None:
     excluded = source.excluded
     assert excluded["license_unknown"] > 0 and excluded["license_not_allowed"] > 0, excluded
     assert "fork" not in excluded and "archived" not in excluded, "the search qualifiers already drop them"
-    seen = [r for r in repos if r.stars >= min(x.stars for x in listed) and r.language == "Go"
-            and not r.fork and not r.archived]
+    seen = [
+        r
+        for r in repos
+        if r.stars >= min(x.stars for x in listed) and r.language == "Go" and not r.fork and not r.archived
+    ]
     assert excluded["license_unknown"] >= sum(r.license in (None, "NOASSERTION") for r in seen)
     assert excluded["license_not_allowed"] >= sum(r.license == "CC-BY-4.0" for r in seen)
 
 
 def test_forks_archived_and_licenses_are_configurable(repos: list[Repo], tmp_path: Path) -> None:
     with Emulator(repos, tmp_path, TOKEN) as emu:
-        settings = source_settings(emu, tmp_path, top_n=300, include_forks=True, include_archived=True,
-                                   licenses=frozenset({"MIT"}))
+        settings = source_settings(
+            emu, tmp_path, top_n=300, include_forks=True, include_archived=True, licenses=frozenset({"MIT"})
+        )
         listed = GitHubSource(settings, log=lambda _: None).list_repos()
     by_name = {r.full_name: r for r in repos}
     assert all(r.license_spdx == "MIT" for r in listed)

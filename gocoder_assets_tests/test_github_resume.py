@@ -74,8 +74,9 @@ def test_killed_fetch_resumes_without_refetching(repo_and_root, tmp_path: Path) 
         refetched = emu.counts["graphql:PullRequests"] - answered
         assert refetched == 13 - state["pages"], "only the pages the killed run had not archived are fetched"
 
-        whole = GitHubSource(source_settings(emu, tmp_path / "whole", pr_page_size=PAGE, max_issues=0),
-                             log=lambda _: None)
+        whole = GitHubSource(
+            source_settings(emu, tmp_path / "whole", pr_page_size=PAGE, max_issues=0), log=lambda _: None
+        )
         uninterrupted = list(whole.collect(info))
     assert resumed == uninterrupted
     numbers = [r["number"] for r in resumed if r["kind"] == "change"]

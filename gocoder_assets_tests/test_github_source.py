@@ -68,6 +68,7 @@ def test_faulted_run_equals_clean_run(fixture_repos, tmp_path: Path) -> None:
     with Emulator(repos, git_root, TOKEN, fault_rate=0.1, seed=7) as emu:
         faulted_repo, faulted = collect(emu, tmp_path / "faulted", "acme/widget", pr_page_size=2, issue_page_size=1)
     assert sum(emu.faults.values()) >= 2, f"the seed must inject faults: {emu.faults}"
+
     def listed(info: RepoInfo) -> RepoInfo:  # fetch time and the emulator's port differ between the runs
         return dataclasses.replace(info, fetched_at="", url="")
 

@@ -128,7 +128,7 @@ def history(tmp_path: Path) -> Path:
     git(repo, "remote", "add", "origin", "https://github.com/acme/app.git")
     (repo / "big.go").write_text(big_go_file(400))
     (repo / "old.go").write_text(FUNC)
-    (repo / "gone.go").write_text("package app\n\n// Gone is going.\nvar Gone = map[string]int{\"a\": 1, \"b\": 2}\n")
+    (repo / "gone.go").write_text('package app\n\n// Gone is going.\nvar Gone = map[string]int{"a": 1, "b": 2}\n')
     commit(repo, 1, "Initial import")
     (repo / "big.go").write_text(big_go_file(400, changed=217))
     commit(repo, 2, "Fix F217 (#12)\n\nF217 added where it should subtract.")
@@ -163,8 +163,10 @@ def test_a_one_line_fix_shows_its_function_not_the_file(history: Path) -> None:
 def test_review_comments_sit_beside_the_lines_they_discuss() -> None:
     before, after = big_go_file(50), big_go_file(50, changed=30)
     line = after.splitlines().index("\treturn y - 30") + 1
-    threads = [{"path": "big.go", "line": line, "comments": [{"author": "carol", "body": "Why subtract here?"}]},
-               {"path": "big.go", "line": None, "comments": [{"author": "dave", "body": "Outdated remark."}]}]
+    threads = [
+        {"path": "big.go", "line": line, "comments": [{"author": "carol", "body": "Why subtract here?"}]},
+        {"path": "big.go", "line": None, "comments": [{"author": "dave", "body": "Outdated remark."}]},
+    ]
     pr = change(20, PROSE, [go_file("big.go", before, after)], state="CLOSED", review_threads=threads)
     rows, _ = run([pr])
     text = readable(next(r for r in rows.values() if r["kind"] == "change")["text"])

@@ -28,13 +28,26 @@ from .git_diff import blob_side as _side
 # Command-line config beats the clone's own (untrusted) .git/config. The first four are the
 # safety baseline; the rest pin output formats we parse, whatever the clone configures.
 _GIT_CONFIG = (
-    "core.hooksPath=/dev/null", "protocol.file.allow=never", "core.symlinks=false", "safe.directory=*",
-    "protocol.allow=never", "core.fsmonitor=false", "core.quotePath=false", "color.ui=never",
-    "diff.noprefix=false", "diff.mnemonicPrefix=false", "log.showSignature=false",
+    "core.hooksPath=/dev/null",
+    "protocol.file.allow=never",
+    "core.symlinks=false",
+    "safe.directory=*",
+    "protocol.allow=never",
+    "core.fsmonitor=false",
+    "core.quotePath=false",
+    "color.ui=never",
+    "diff.noprefix=false",
+    "diff.mnemonicPrefix=false",
+    "log.showSignature=false",
 )
 _GIT_ENV = {
-    "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_LFS_SKIP_SMUDGE": "1", "GIT_NO_LAZY_FETCH": "1", "GIT_NO_REPLACE_OBJECTS": "1", "LC_ALL": "C",
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_LFS_SKIP_SMUDGE": "1",
+    "GIT_NO_LAZY_FETCH": "1",
+    "GIT_NO_REPLACE_OBJECTS": "1",
+    "LC_ALL": "C",
 }
 _LICENSE_FILES = ("license", "license.md", "license.txt", "copying")
 _PR_SUFFIX = re.compile(r"\s*\(#(\d+)\)\s*$")
@@ -47,8 +60,7 @@ class Git:
     def __init__(self, git_dir: Path, scratch: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}  # e.g. GIT_DIR from a hook
         git_dir = git_dir.absolute()  # git runs in the scratch directory, not the caller's cwd
-        env.update(_GIT_ENV, GIT_DIR=str(git_dir), GIT_WORK_TREE=str(scratch),
-                   GIT_INDEX_FILE=str(scratch / "no-index"))
+        env.update(_GIT_ENV, GIT_DIR=str(git_dir), GIT_WORK_TREE=str(scratch), GIT_INDEX_FILE=str(scratch / "no-index"))
         self.git_dir, self.scratch, self.env = git_dir, scratch, env
 
     def argv(self, args: Iterable[str]) -> list[str]:
@@ -56,8 +68,9 @@ class Git:
 
     def run(self, *args: str, check: bool = True) -> bytes | None:
         """Output of one git command; None (instead of raising) when it fails and not ``check``."""
-        proc = subprocess.run(self.argv(args), cwd=self.scratch, env=self.env, capture_output=True,
-                              stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            self.argv(args), cwd=self.scratch, env=self.env, capture_output=True, stdin=subprocess.DEVNULL
+        )
         if proc.returncode == 0:
             return proc.stdout
         if check:
@@ -69,11 +82,11 @@ class Git:
         out = self.run(*args, check=False)
         return out.decode(errors="replace").strip() if out is not None else None
 
-    def popen(self, *args: str, stdin: int = subprocess.DEVNULL, stderr: Any = subprocess.DEVNULL
-              ) -> subprocess.Popen:
+    def popen(self, *args: str, stdin: int = subprocess.DEVNULL, stderr: Any = subprocess.DEVNULL) -> subprocess.Popen:
         """A streaming git process (stdout piped) for long outputs and the cat-file conversation."""
-        return subprocess.Popen(self.argv(args), cwd=self.scratch, env=self.env, stdin=stdin,
-                                stdout=subprocess.PIPE, stderr=stderr)
+        return subprocess.Popen(
+            self.argv(args), cwd=self.scratch, env=self.env, stdin=stdin, stdout=subprocess.PIPE, stderr=stderr
+        )
 
 
 class BlobReader:
@@ -91,8 +104,9 @@ class BlobReader:
         self._in.flush()
         header = self._out.readline().split()
         if len(header) != 3 or header[1] != b"blob":
-            raise RuntimeError(f"cat-file: {oid} is not a readable blob ({b' '.join(header)!r}); "
-                               "partial or corrupt clone?")
+            raise RuntimeError(
+                f"cat-file: {oid} is not a readable blob ({b' '.join(header)!r}); partial or corrupt clone?"
+            )
         size = int(header[2])
         if size > limit:
             left = size + 1
@@ -144,13 +158,14 @@ def detect_license(text: str) -> str | None:
         "free and unencumbered software released into the public domain": lambda v: "Unlicense",
         "distribute this software for any purpose with or without fee": lambda v: "ISC",
         "redistribution and use in source and binary forms": lambda v: (
-            "BSD-3-Clause" if "neither the name" in t or "to endorse or promote" in t else "BSD-2-Clause"),
+            "BSD-3-Clause" if "neither the name" in t or "to endorse or promote" in t else "BSD-2-Clause"
+        ),
     }
     found = sorted((t.find(m), m) for m in markers if m in t)
     if not found:
         return None
     pos, marker = found[0]
-    version = re.search(r"(?:version|v\.?) ?(\d+(?:\.\d+)?)", t[pos + len(marker): pos + len(marker) + 40])
+    version = re.search(r"(?:version|v\.?) ?(\d+(?:\.\d+)?)", t[pos + len(marker) : pos + len(marker) + 40])
     return markers[marker](version.group(1) if version else "")
 
 
@@ -171,8 +186,7 @@ def parse_remote(url: str) -> tuple[str | None, str]:
 def is_wanted(path: str) -> bool:
     """Files worth training on or reading: Go code, module files, READMEs and markdown."""
     name = path.rsplit("/", 1)[-1]
-    return path.endswith(".go") or name == "go.mod" or name.lower().startswith("readme") or \
-        name.lower().endswith(".md")
+    return path.endswith(".go") or name == "go.mod" or name.lower().startswith("readme") or name.lower().endswith(".md")
 
 
 def _nul_fields(stream: IO[bytes]) -> Iterator[bytes]:
@@ -188,11 +202,16 @@ def _nul_fields(stream: IO[bytes]) -> Iterator[bytes]:
 class GitClonesSource:
     """Each immediate subdirectory of ``clones_dir`` that is a git repository is one repository."""
 
-    def __init__(self, clones_dir: Path, max_commits: int = 1000, fetched_at: str | None = None,
-                 *, strict: bool = False) -> None:
+    def __init__(
+        self, clones_dir: Path, max_commits: int = 1000, fetched_at: str | None = None, *, strict: bool = False
+    ) -> None:
         """``strict``: raise ValueError for subdirectories that are not git repos instead of skipping."""
-        self.clones_dir, self.max_commits, self.fetched_at, self.strict = \
-            Path(clones_dir), max_commits, fetched_at, strict
+        self.clones_dir, self.max_commits, self.fetched_at, self.strict = (
+            Path(clones_dir),
+            max_commits,
+            fetched_at,
+            strict,
+        )
         self._dirs: dict[str, Path] = {}
 
     def list_repos(self) -> list[RepoInfo]:
@@ -225,16 +244,26 @@ class GitClonesSource:
             full_name = full_name or f"local/{sub.name}"
             spdx = self._license(git, sha)
             return RepoInfo(
-                partition_key=full_name, full_name=full_name, url=url, stars=None,
-                license_spdx=spdx, license_key=license_key(spdx),
+                partition_key=full_name,
+                full_name=full_name,
+                url=url,
+                stars=None,
+                license_spdx=spdx,
+                license_key=license_key(spdx),
                 default_branch=git.text("symbolic-ref", "--short", "-q", "HEAD") or "HEAD",
-                commit_sha=sha, fetched_at=fetched_at, source="git", root="",
+                commit_sha=sha,
+                fetched_at=fetched_at,
+                source="git",
+                root="",
             )
 
     @staticmethod
     def _license(git: Git, sha: str) -> str | None:
-        entries = {e.split(b"\t", 1)[1].decode(errors="replace").lower(): e.split()[:3]
-                   for e in (git.run("ls-tree", "-z", sha) or b"").split(b"\0") if b"\t" in e}
+        entries = {
+            e.split(b"\t", 1)[1].decode(errors="replace").lower(): e.split()[:3]
+            for e in (git.run("ls-tree", "-z", sha) or b"").split(b"\0")
+            if b"\t" in e
+        }
         for name in _LICENSE_FILES:
             mode, kind, oid = entries.get(name, [b"", b"", b""])
             if kind == b"blob" and mode != SYMLINK_MODE.encode():
@@ -258,8 +287,9 @@ class GitClonesSource:
                 blobs.close()
 
 
-def snapshot_records(git: Git, blobs: BlobReader, sha: str,
-                     unread: Callable[[str, str], str | None] | None = None) -> Iterator[RawRecord]:
+def snapshot_records(
+    git: Git, blobs: BlobReader, sha: str, unread: Callable[[str, str], str | None] | None = None
+) -> Iterator[RawRecord]:
     """``unread(path, oid)``: a skip reason for a blob not to read (a partial clone never fetched it)."""
     entries = []
     for entry in (git.run("ls-tree", "-r", "-z", "--full-tree", sha) or b"").split(b"\0"):
@@ -288,8 +318,18 @@ def _changes(git: Git, blobs: BlobReader, sha: str, max_commits: int) -> Iterato
     shallow_file = Path(git.text("rev-parse", "--git-path", "shallow") or os.devnull)
     boundary = set(shallow_file.read_text().split()) if shallow_file.is_file() else set()
     with tempfile.TemporaryFile() as err:
-        proc = git.popen("log", "-z", "--first-parent", "--no-merges", f"--max-count={max_commits}",
-                         "--encoding=UTF-8", "--format=%H%x00%an%x00%aI%x00%s%x00%b", sha, "--", stderr=err)
+        proc = git.popen(
+            "log",
+            "-z",
+            "--first-parent",
+            "--no-merges",
+            f"--max-count={max_commits}",
+            "--encoding=UTF-8",
+            "--format=%H%x00%an%x00%aI%x00%s%x00%b",
+            sha,
+            "--",
+            stderr=err,
+        )
         try:
             fields = _nul_fields(proc.stdout)  # type: ignore[arg-type]
             for raw_fields in zip(*[fields] * 5, strict=False):
@@ -303,9 +343,15 @@ def _changes(git: Git, blobs: BlobReader, sha: str, max_commits: int) -> Iterato
                     continue
                 number = _PR_SUFFIX.search(subject)
                 yield {
-                    "kind": "change", "number": int(number.group(1)) if number else None, "sha": commit,
-                    "title": _PR_SUFFIX.sub("", subject), "body": body.strip(), "author": author,
-                    "created_at": date, "comments": [], "files": commit_files(git, blobs, commit),
+                    "kind": "change",
+                    "number": int(number.group(1)) if number else None,
+                    "sha": commit,
+                    "title": _PR_SUFFIX.sub("", subject),
+                    "body": body.strip(),
+                    "author": author,
+                    "created_at": date,
+                    "comments": [],
+                    "files": commit_files(git, blobs, commit),
                 }
         finally:
             proc.kill()

@@ -55,13 +55,23 @@ class GitHubResource(RepoSourceResource):
         if not self.token and self.mode == "live":
             raise ValueError("GitHubResource needs a token in live mode (set GITHUB_TOKEN)")
         return GitHubSettings(
-            token=self.token, cache_dir=Path(self.cache_dir), base_url=self.base_url, top_n=self.top_n,
-            min_stars=self.min_stars, licenses=frozenset(self.licenses), include_forks=self.include_forks,
-            include_archived=self.include_archived, max_prs=self.max_prs, max_issues=self.max_issues,
-            pr_page_size=self.pr_page_size, concurrency=self.concurrency, replay=self.mode == "replay",
+            token=self.token,
+            cache_dir=Path(self.cache_dir),
+            base_url=self.base_url,
+            top_n=self.top_n,
+            min_stars=self.min_stars,
+            licenses=frozenset(self.licenses),
+            include_forks=self.include_forks,
+            include_archived=self.include_archived,
+            max_prs=self.max_prs,
+            max_issues=self.max_issues,
+            pr_page_size=self.pr_page_size,
+            concurrency=self.concurrency,
+            replay=self.mode == "replay",
             request_timeout=self.request_timeout,
-            retry=RetrySettings(max_retries=self.max_retries, backoff_base=self.backoff_base,
-                                wait_scale=self.retry_wait_scale),
+            retry=RetrySettings(
+                max_retries=self.max_retries, backoff_base=self.backoff_base, wait_scale=self.retry_wait_scale
+            ),
         )
 
     def get_source(self) -> RepoSource:

@@ -21,7 +21,7 @@ from . import base
 from .base import decode_text, is_safe_relpath
 
 if TYPE_CHECKING:
-    from .git_clones import BlobReader, Git
+    from .git_cmd import BlobReader, Git
 
 # Raw ids and the patch in one go; no external diff or textconv programs, no orderfile. Renames
 # are detected at git's default similarity (50%); copies are not asked for (no -C).

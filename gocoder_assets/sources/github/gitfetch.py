@@ -6,7 +6,7 @@ PR's diff is ``merge-base(base, head)..head``, computed by giving the head tree 
 commit whose parent is the merge base, so the clones source's own diff reader
 (``commit_files``: paths, statuses, unified diffs, before/after, skips) is reused as is.
 
-The remote is untrusted: git runs through ``git_clones.Git`` (hooks off, no system/global
+The remote is untrusted: git runs through ``git_cmd.Git`` (hooks off, no system/global
 config, no prompts, LFS smudge off, ``protocol.file.allow=never``); this module re-allows only
 https (and http for a loopback test server), never recurses into submodules and never checks
 anything out, so no symlink in the repository can point the collector outside the clone.
@@ -49,12 +49,11 @@ from gocoder_assets.sources.base import MAX_FILE_BYTES, RawRecord, is_safe_relpa
 from gocoder_assets.sources.git_clones import (
     GITLINK_MODE,
     SYMLINK_MODE,
-    BlobReader,
-    Git,
     commit_files,
     is_wanted,
     snapshot_records,
 )
+from gocoder_assets.sources.git_cmd import BlobReader, Git
 from gocoder_assets.sources.github.client import GitHubRequestError, describe_failure
 
 _IDENTITY = ("-c", "user.name=gocoder", "-c", "user.email=gocoder@localhost")

@@ -35,7 +35,7 @@ from githubkit import GitHub
 from githubkit.exception import RequestFailed
 
 from gocoder_assets.sources.base import RawRecord, RepoInfo
-from gocoder_assets.sources.git_clones import BlobReader
+from gocoder_assets.sources.git_cmd import BlobReader
 from gocoder_assets.sources.github.archive import ApiArchive
 from gocoder_assets.sources.github.client import (
     ITEM_ERRORS,

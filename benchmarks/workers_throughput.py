@@ -29,8 +29,8 @@ from gocoder_assets.raw_prs.assets import raw_prs
 from gocoder_assets.repo_list.assets import repo_list
 from gocoder_assets.resources import LocalSourceResource, StorageResource
 from gocoder_assets.storage import Layout
-from gocoder_assets.workers.pool import available_cores
 from gocoder_assets.workers.resource import WorkersResource
+from gocoder_assets.workers.settings import available_cores
 
 PACKAGES = "net,crypto,encoding,go,strings,bytes,fmt,sort,errors,container,unicode,bufio,time,os,image,math"
 

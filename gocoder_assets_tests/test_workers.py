@@ -27,8 +27,8 @@ from gocoder_assets.pipeline import materialize_all
 from gocoder_assets.resources import GPUResource, LocalSourceResource, StorageResource
 from gocoder_assets.storage import Layout
 from gocoder_assets.workers.celery_app import client_app
-from gocoder_assets.workers.pool import WorkerError, WorkerSettings
 from gocoder_assets.workers.resource import WorkersResource, workers_resource_from_env
+from gocoder_assets.workers.settings import WorkerError, WorkerSettings
 from gocoder_assets_tests import servers
 from gocoder_assets_tests.conftest import make_widget_repo
 from gocoder_assets_tests.gitrepo import commit, git

@@ -27,7 +27,7 @@ from typing import Any
 
 from celery import Celery, signals
 
-from gocoder_assets.workers.pool import DEFAULT_BROKER, DEFAULT_QUEUE, WorkerError
+from gocoder_assets.workers.settings import DEFAULT_BROKER, DEFAULT_QUEUE, WorkerError
 from gocoder_assets.workers.tasks import run_task
 
 TASK_NAME = "gocoder.run_task"

@@ -8,7 +8,8 @@ from typing import Any
 
 import dagster as dg
 
-from gocoder_assets.workers.pool import WorkerSettings, run_map
+from gocoder_assets.workers.pool import run_map
+from gocoder_assets.workers.settings import WorkerSettings
 
 _DEFAULTS = WorkerSettings()
 BROKER_VAR = "GOCODER_CELERY_BROKER"
@@ -43,7 +44,7 @@ class WorkersResource(dg.ConfigurableResource):
 
 
 def workers_resource_from_env(env: dict[str, str] | None = None) -> WorkersResource:
-    """GOCODER_WORKERS, GOCODER_WORKERS_MAX, GOCODER_CELERY_BROKER, GOCODER_CELERY_QUEUE (pool.WorkerSettings)."""
+    """GOCODER_WORKERS, GOCODER_WORKERS_MAX, GOCODER_CELERY_BROKER, GOCODER_CELERY_QUEUE (settings.WorkerSettings)."""
     s = WorkerSettings.from_env(env)
     # A broker URL may carry a password. Taken from this process's environment, it stays a dg.EnvVar: Dagster
     # resolves it at launch and shows and records only the variable's name.

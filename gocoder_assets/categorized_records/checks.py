@@ -5,7 +5,6 @@ as its Parquet file records them (schema metadata ``gocoder:settings``), never w
 """
 
 import collections
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from gocoder_assets.categorized_records.partition import SETTINGS_KEY
 from gocoder_assets.categorized_records.residual import residual_findings
 from gocoder_assets.categorized_records.serialize import mark
 from gocoder_assets.checks import partition_check, result
+from gocoder_assets.config import with_config
 from gocoder_assets.storage import Layout
 
 PROVENANCE = ("repo", "license", "commit_sha", "path", "fetched_at", "url")
@@ -44,9 +44,7 @@ def recorded_filter_options(path: Path) -> filters.FilterOptions:
     settings: dict[str, Any] = json.loads(raw)
     if "excluded_dirs" not in settings:
         raise UnrecordedSettingsError(f"{path.name}: its {SETTINGS_KEY} lack excluded_dirs; {UNRECORDED}")
-    names = {f.name for f in dataclasses.fields(filters.FilterOptions)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in names}
-    return filters.FilterOptions(**values)
+    return with_config(filters.FilterOptions(), settings)
 
 
 def secret_findings(path: Path) -> list[list[str]]:

@@ -14,9 +14,8 @@ import numpy as np
 
 from gocoder_assets.checks import partition_check, result
 from gocoder_assets.packed_shards.assets import packed_shards
-from gocoder_assets.packed_shards.pack import assign_splits
+from gocoder_assets.packed_shards.partition import split_assignment
 from gocoder_assets.packed_shards.shard_format import CATEGORIES, ShardFormatError, open_shard, read_index
-from gocoder_assets.repo_list.repos import read_repo_list
 from gocoder_assets.storage import Layout, read_json
 from gocoder_assets.tokenizer_model.assets import INFO_FILE
 
@@ -117,9 +116,10 @@ def split_problems(layout: Layout, key: str) -> list[list]:
     fraction = manifest.get("val_fraction")
     if fraction is None:
         return [["settings", UNRECORDED]]
-    keys = list(read_repo_list(layout.repo_list_file))
+    splits = split_assignment(layout, float(fraction))
+    keys = list(splits)
     rows: list[list] = []
-    expected = assign_splits(keys, float(fraction))[key]
+    expected = splits[key]
     if manifest["split"] != expected:
         detail = f"packed into {manifest['split']}; assign_splits at val_fraction {fraction} puts it in {expected}"
         rows.append(["wrong split", detail])

@@ -20,6 +20,7 @@ from typing import Any
 
 from gocoder_assets.categorized_records.partition import cached_repos
 from gocoder_assets.categorized_records.serialize import MARKERS
+from gocoder_assets.config import with_config
 from gocoder_assets.dedup_index.index import dropped_ids
 from gocoder_assets.packed_shards.pack import PackOptions, assign_splits, pack_partition
 from gocoder_assets.packed_shards.shard_format import index_path
@@ -62,6 +63,12 @@ def _splits(stamp: Stamp, val_fraction: float) -> dict[str, str]:
     return assign_splits(list(cached_repos(stamp)), val_fraction)
 
 
+def split_assignment(layout: Layout, val_fraction: float) -> dict[str, str]:
+    """Every repository of repo_list → "train" / "val" at ``val_fraction``, computed once per process per
+    repository-list version (packing and the split check both ask once per partition)."""
+    return _splits(file_stamp(layout.repo_list_file), val_fraction)
+
+
 def warm() -> None:
     """Imports done before workers fork (workers/preload.py): SentencePiece and the codec."""
     import pyarrow.parquet  # noqa: F401, PLC0415
@@ -76,9 +83,8 @@ def pack_partition_job(data_root: str, key: str, settings: dict[str, Any]) -> di
     import pyarrow.parquet as pq  # noqa: PLC0415
 
     layout = Layout(data_root)
-    names = {f.name for f in dataclasses.fields(PackOptions)}
-    options = PackOptions(**{k: v for k, v in settings.items() if k in names})
-    splits = _splits(file_stamp(layout.repo_list_file), options.val_fraction)
+    options = with_config(PackOptions(), settings)
+    splits = split_assignment(layout, options.val_fraction)
     if key not in splits:
         raise KeyError(f"partition {key!r} is not in {layout.repo_list_file}: re-materialize repo_list")
     tok = load_tokenizer(layout, settings.get("tokenizer_sha256"))

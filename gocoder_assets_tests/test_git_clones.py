@@ -180,7 +180,6 @@ def test_shallow_boundary_is_not_a_root(clones: Path, tmp_path: Path) -> None:
 
 def test_too_large(clones: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(base, "MAX_FILE_BYTES", 40)
-    monkeypatch.setattr(git_clones, "MAX_FILE_BYTES", 40)
     _, _, records = _widget(clones)
     skips = {r["path"]: r["reason"] for r in records if r["kind"] == "skip"}
     assert skips["main.go"] == "too_large" and "go.mod" not in skips
@@ -388,7 +387,6 @@ def test_oversized_section_is_skipped_without_being_held(tmp_path: Path, monkeyp
     commit(repo, 2, "Rewrite big.go")
     sha = gits(repo, "rev-parse", "HEAD").strip()
     monkeypatch.setattr(base, "MAX_FILE_BYTES", 1000)
-    monkeypatch.setattr(git_clones, "MAX_FILE_BYTES", 1000)
     monkeypatch.setattr(git_diff, "_CHUNK", 256)  # the big section (~3 kB) arrives in many reads
     sizes: list[int] = []  # every section (or section head) held at once
     real_of = git_diff.Section.of.__func__  # type: ignore[attr-defined]

@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from .base import MAX_FILE_BYTES, decode_text
+from . import base
+from .base import decode_text
 
 # Command-line config beats the clone's own (untrusted) .git/config. The first four are the
 # safety baseline; the rest pin output formats we parse, whatever the clone configures.
@@ -83,7 +84,7 @@ class BlobReader:
 
     def read(self, oid: str, limit: int | None = None) -> bytes | None:
         """The blob's bytes, or None when it is larger than ``limit`` (drained, never held)."""
-        limit = MAX_FILE_BYTES if limit is None else limit
+        limit = base.MAX_FILE_BYTES if limit is None else limit  # read at call time, like git_diff
         self._in.write(oid.encode() + b"\n")
         self._in.flush()
         header = self._out.readline().split()

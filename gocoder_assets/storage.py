@@ -105,6 +105,36 @@ class Layout:
         return self.asset_dir("gguf_model")
 
     @property
+    def sft_checkpoint_dir(self) -> Path:
+        """The fine-tuned Hugging Face directory (sft_checkpoint), laid out like ``checkpoint_dir``."""
+        return self.asset_dir("sft_checkpoint") / "hf"
+
+    @property
+    def sft_tensorboard_dir(self) -> Path:
+        return self.asset_dir("sft_checkpoint") / "tensorboard"
+
+    @property
+    def sft_train_state_dir(self) -> Path:
+        """Resume points of the current fine-tuning run."""
+        return self.asset_dir("sft_checkpoint") / "train_state"
+
+    @property
+    def sft_run_dir(self) -> Path:
+        """The last fine-tuning launch's job file, encoded pairs, result and loss curve."""
+        path = self.asset_dir("sft_checkpoint") / "run"
+        path.mkdir(exist_ok=True)
+        return path
+
+    @property
+    def sft_gguf_dir(self) -> Path:
+        return self.asset_dir("sft_gguf_model")
+
+    @property
+    def eval_report_dir(self) -> Path:
+        """report.json, report.md and the bpb chart of the last evaluation."""
+        return self.asset_dir("eval_report")
+
+    @property
     def license_manifest_file(self) -> Path:
         """One row per repository that contributed tokens: license, commit, tokens by category."""
         return self.asset_dir("license_manifest") / "licenses.csv"

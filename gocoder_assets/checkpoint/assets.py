@@ -13,7 +13,7 @@ import dagster as dg
 
 from gocoder_assets import automation
 from gocoder_assets.checkpoint.config import TrainConfig
-from gocoder_assets.checkpoint.worker import TrainJob, failure_path, launch_command
+from gocoder_assets.checkpoint.worker import TOKENIZER_FILES, TrainJob, failure_path, launch_command
 from gocoder_assets.checks import require_upstream_checks_passed
 from gocoder_assets.packed_shards.assets import packed_shards
 from gocoder_assets.packed_shards.shard_format import read_header
@@ -22,8 +22,6 @@ from gocoder_assets.resources import GPUResource, StorageResource
 from gocoder_assets.storage import Layout, atomic_file, read_json
 from gocoder_assets.tokenizer_model.assets import INFO_FILE, tokenizer_model
 
-# What a Hugging Face directory needs besides the weights for AutoTokenizer to load it.
-TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json")
 _D = TrainConfig()
 
 

@@ -11,6 +11,10 @@ Besides nats per token, each score reports bits per UTF-8 byte of the scored tex
 depend on the tokenizer (a bigger vocabulary lowers loss per token, not per byte), and the same
 numbers per record category (NAT / MIX / CODE). A unigram model scored on exactly the same targets
 is the floor a trained model must beat.
+
+The scorers take any eval set with this interface: ``categories`` (names; a set with one category,
+like the instruction pairs' RESPONSE targets, reports only the overall score), ``batches(rows)``,
+the per-category target and byte counts and ``max_target_id``.
 """
 
 from __future__ import annotations
@@ -80,12 +84,14 @@ class EvalBatch:
 
     inputs: np.ndarray  # (b, L) int64
     targets: np.ndarray  # (b, L) int64
-    categories: np.ndarray  # (b, L) uint8, index into CATEGORIES
+    categories: np.ndarray  # (b, L) uint8, index into the eval set's categories
     mask: np.ndarray  # (b, L) bool
 
 
 class EvalSet:
     """Fixed eval windows spread over the whole val stream, with their token and byte counts."""
+
+    categories: tuple[str, ...] = CATEGORIES
 
     def __init__(self, stream: TokenStream, ctx: int, max_tokens: int, token_bytes: np.ndarray) -> None:
         if ctx < 1 or max_tokens < 1:
@@ -175,7 +181,7 @@ class Score:
 @dataclass
 class EvalReport:
     overall: Score
-    by_category: dict[str, Score]
+    by_category: dict[str, Score]  # empty when the eval set has a single category (the overall score is it)
 
     def as_metadata(self, prefix: str) -> dict[str, float | int]:
         """Flat numbers (``val_loss``, ``val_bpb_CODE``, …); categories with no scored tokens are left out."""
@@ -194,8 +200,10 @@ class EvalReport:
 def _report(nats_by_category: np.ndarray, eval_set: EvalSet) -> EvalReport:
     by_category = {
         c: Score(float(nats_by_category[i]), int(eval_set.targets_by_category[i]), int(eval_set.bytes_by_category[i]))
-        for i, c in enumerate(CATEGORIES)
+        for i, c in enumerate(eval_set.categories)
     }
+    if len(by_category) == 1:
+        by_category = {}  # one category is the overall score; repeating it would only double the metadata
     return EvalReport(Score(float(np.sum(nats_by_category)), eval_set.num_targets, eval_set.num_bytes), by_category)
 
 
@@ -222,7 +230,7 @@ def score_model(
         tensor = torch.from_numpy(array)
         return tensor.pin_memory().to(on, non_blocking=True) if pinned else tensor.to(on)
 
-    sums = torch.zeros(len(CATEGORIES), dtype=torch.float32 if on.type == "mps" else torch.float64, device=on)
+    sums = torch.zeros(len(eval_set.categories), dtype=torch.float32 if on.type == "mps" else torch.float64, device=on)
     was_training = model.training
     model.eval()
     try:
@@ -260,8 +268,9 @@ def score_unigram(counts: np.ndarray, eval_set: EvalSet) -> EvalReport:
     if eval_set.max_target_id >= len(counts):
         raise ValueError(f"val token id {eval_set.max_target_id} is outside the {len(counts)} counted ids")
     log_p = np.log(counts + 1.0) - np.log(float(counts.sum() + len(counts)))
-    nats = np.zeros(len(CATEGORIES))
+    n = len(eval_set.categories)
+    nats = np.zeros(n)
     for batch in eval_set.batches(256):
         m = batch.mask
-        nats += np.bincount(batch.categories[m], weights=-log_p[batch.targets[m]], minlength=len(CATEGORIES))
+        nats += np.bincount(batch.categories[m], weights=-log_p[batch.targets[m]], minlength=n)
     return _report(nats, eval_set)

@@ -80,15 +80,27 @@ class Progress:
         self.losses: list[float] = []
         self.evals: list[dict[str, float | int]] = []
         self.interval: list[float] = []
+        self.interval_tokens = 0
         self.interval_start = time.perf_counter()
 
-    def step(self, done: int, max_steps: int, loss: float, lr: float, grad_norm: float, log_now: bool) -> None:
+    def step(
+        self,
+        done: int,
+        max_steps: int,
+        loss: float,
+        lr: float,
+        grad_norm: float,
+        log_now: bool,
+        tokens: int | None = None,
+    ) -> None:
+        """``tokens``: real tokens of this step when they vary (padded instruction pairs); default the fixed size."""
         self.losses.append(loss)
         self.interval.append(loss)
+        self.interval_tokens += self.tokens_per_step if tokens is None else tokens
         if not log_now:
             return
         now = time.perf_counter()
-        rate = len(self.interval) * self.tokens_per_step / max(now - self.interval_start, 1e-9)
+        rate = self.interval_tokens / max(now - self.interval_start, 1e-9)
         mean = sum(self.interval) / len(self.interval)
         scalars = {
             "loss": mean,
@@ -101,7 +113,7 @@ class Progress:
             for tag, value in scalars.items():
                 self.writer.add_scalar(f"train/{tag}", value, done)
         self.log(f"step {done}/{max_steps} loss {mean:.4f} lr {lr:.2e} {rate:,.0f} tok/s")
-        self.interval, self.interval_start = [], time.perf_counter()
+        self.interval, self.interval_tokens, self.interval_start = [], 0, time.perf_counter()
 
     def eval(self, done: int, report: EvalReport) -> None:
         meta = report.as_metadata("val")

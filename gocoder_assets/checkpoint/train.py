@@ -12,6 +12,11 @@ torch.compile) on transformers' ``LlamaForCausalLM``, plus what a long run needs
 - a divergence guard that stops at the first non-finite loss or gradient norm, naming the step;
 - evaluation on fixed windows spread over every val repository, in nats, perplexity and bits
   per byte, per category, beside a unigram baseline scored on the same tokens.
+
+The same loop (``fit``) fine-tunes (sft_checkpoint): it then starts from pretrained weights
+(``init_from``, scored on the val set before the first step: the baseline a fine-tune must beat),
+and its ``TrainData`` yields ``MaskedBatch`` rows whose loss counts only the masked targets (the
+response and its EOS). ``train`` is pretraining on shards, the loop's first user.
 """
 
 from __future__ import annotations
@@ -34,36 +39,22 @@ from torch.utils.tensorboard import SummaryWriter
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from gocoder_assets.checkpoint.config import TrainConfig
-from gocoder_assets.checkpoint.data import TokenStream, WindowSampler, parse_stages
+from gocoder_assets.checkpoint.data import MaskedBatch, ShardData, TrainData
 from gocoder_assets.checkpoint.device import DeviceChoice, autocast, device_memory_bytes, gpu_arch, synchronize
 from gocoder_assets.checkpoint.distributed import Dist
-from gocoder_assets.checkpoint.evaluate import EvalSet, score_model, score_unigram, unigram_counts
+from gocoder_assets.checkpoint.evaluate import score_model, score_unigram
 from gocoder_assets.checkpoint.memory import attention_kernel_for, flops_per_token, plan_batch
 from gocoder_assets.checkpoint.optim import build_optimizer
 from gocoder_assets.checkpoint.perf import matmul_peak_flops
 from gocoder_assets.checkpoint.report import Progress, TrainResult
 from gocoder_assets.checkpoint.state import StateStore, restore_rng, rng_state
-from gocoder_assets.packed_shards.shard_format import MAX_VOCAB
-from gocoder_assets.storage import atomic_dir
+from gocoder_assets.storage import atomic_dir, file_sha256
 
 FINAL_LOSS_STEPS = 10  # "final train loss" averages this many last steps; one batch is too noisy
 
 
 class TrainingDivergedError(RuntimeError):
     """A non-finite loss or gradient norm: the run stops instead of training on garbage."""
-
-
-def check_vocab(vocab_size: int, **streams: TokenStream) -> None:
-    """Fail early and by name: an out-of-range id is otherwise a CUDA device-side assert mid-run."""
-    if vocab_size > MAX_VOCAB:
-        raise ValueError(f"vocab_size {vocab_size} does not fit uint16 shards (at most {MAX_VOCAB} ids)")
-    for kind, stream in streams.items():
-        for path, chunk in stream.chunks():
-            if chunk.size and int(chunk.max()) >= vocab_size:
-                raise ValueError(
-                    f"{kind} shard {path} holds token id {int(chunk.max())}, but the model's vocab_size "
-                    f"is {vocab_size}: shards and tokenizer disagree"
-                )
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -81,27 +72,51 @@ def batch_loss(model: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float().flatten(0, 1), windows[:, 1:].flatten())
 
 
+def masked_nll_sum(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Summed fp32 cross-entropy of the targets where ``mask`` is set; the others add exactly nothing."""
+    nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+    return torch.where(mask.flatten(), nll, torch.zeros_like(nll)).sum()
+
+
+def masked_batch_loss(
+    model: torch.nn.Module, windows: torch.Tensor, mask: torch.Tensor, denominator: float
+) -> torch.Tensor:
+    """Masked targets' summed loss over ``denominator``: the batch's mean when it is the batch's masked count."""
+    logits = model(input_ids=windows[:, :-1], use_cache=False).logits
+    return masked_nll_sum(logits, windows[:, 1:], mask) / denominator
+
+
 def accumulate_gradients(
     model: torch.nn.Module,
     windows: torch.Tensor,
     micro_batch: int,
     device: DeviceChoice,
     scaler: torch.amp.GradScaler | None = None,
+    mask: torch.Tensor | None = None,
+    denominator: float | None = None,
 ) -> torch.Tensor:
     """Forward/backward ``windows`` in micro-batches; gradients equal one batch of all rows.
 
     Each micro-batch's mean loss is divided by the number of micro-batches (all have the same
     token count), so the summed gradients are those of the mean over every row. Under DDP the
     gradient all-reduce runs once, on the last micro-batch. Returns the mean loss (detached).
+
+    With a target ``mask`` micro-batches hold different numbers of counted targets, so each one's
+    *summed* loss is divided by ``denominator`` (the whole batch's masked count, over the ranks'
+    number under DDP, whose all-reduce averages): the mean over every masked target of the batch.
     """
     chunks = windows.split(micro_batch)
+    masks = mask.split(micro_batch) if mask is not None else [None] * len(chunks)
     total = torch.zeros((), device=windows.device)
-    for i, chunk in enumerate(chunks):
+    for i, (chunk, chunk_mask) in enumerate(zip(chunks, masks, strict=True)):
         last = i == len(chunks) - 1
         sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
         with sync:
             with autocast(device):
-                loss = batch_loss(model, chunk) / len(chunks)
+                if chunk_mask is None:
+                    loss = batch_loss(model, chunk) / len(chunks)
+                else:
+                    loss = masked_batch_loss(model, chunk, chunk_mask, denominator or float(mask.sum()))
             (scaler.scale(loss) if scaler is not None else loss).backward()
         total += loss.detach()
     return total
@@ -113,6 +128,14 @@ def _to_device(windows: np.ndarray, device: DeviceChoice) -> torch.Tensor:
     if device.device == "cuda":
         return batch.pin_memory().to(device.device, non_blocking=True)
     return batch.to(device.device)
+
+
+def weights_identity(model_dir: Path) -> dict[str, str]:
+    """SHA-256 of each weights file of a Hugging Face directory: what "the same base model" means on resume."""
+    files = sorted(Path(model_dir).glob("*.safetensors")) or sorted(Path(model_dir).glob("*.bin"))
+    if not files:
+        raise FileNotFoundError(f"{model_dir} holds no weights (*.safetensors): not a Hugging Face model directory")
+    return {p.name: file_sha256(p) for p in files}
 
 
 def train(
@@ -130,19 +153,38 @@ def train(
     data_identity: dict[str, Any] | None = None,
     extra_files: Sequence[Path] = (),
 ) -> TrainResult:
-    """Train (or resume) a model, save it to ``out_dir`` (rank 0) and report what happened.
+    """Pretrain (or resume) on token shards: ``fit`` on ``ShardData``.
 
     ``token_bytes[id]`` is the UTF-8 length of each token's text (bits per byte); ``data_identity``
-    names the corpus in the resume fingerprint (default: the shard paths and sizes); ``extra_files``
-    (the tokenizer) are copied into ``out_dir`` inside the same atomic swap as the weights.
+    names the corpus in the resume fingerprint (default: the shard paths and sizes).
+    """
+    data = ShardData(train_shards, val_shards, token_bytes, data_identity)
+    return fit(cfg, model_config, data, out_dir, state_dir, tensorboard_dir, device, log, dist, extra_files)
+
+
+def fit(
+    cfg: TrainConfig,
+    model_config: LlamaConfig,
+    data: TrainData,
+    out_dir: Path,
+    state_dir: Path,
+    tensorboard_dir: Path,
+    device: DeviceChoice,
+    log: Callable[[str], None] = print,
+    dist: Dist | None = None,
+    extra_files: Sequence[Path] = (),
+    init_from: Path | None = None,
+) -> TrainResult:
+    """Train (or resume) a model on ``data``, save it to ``out_dir`` (rank 0) and report what happened.
+
+    ``init_from``: a Hugging Face directory whose weights the run starts from (``model_config`` must be
+    its config); its weights' hashes join the resume fingerprint. ``extra_files`` (the tokenizer) are
+    copied into ``out_dir`` inside the same atomic swap as the weights.
     """
     started = time.perf_counter()
     dist = dist or Dist()
-    train_set, val_set = TokenStream(train_shards), TokenStream(val_shards)
-    check_vocab(model_config.vocab_size, train=train_set, val=val_set)
-    if train_set.num_tokens < 2:
-        raise ValueError(f"train shards hold {train_set.num_tokens} tokens; at least 2 are needed")
-    ctx = min(model_config.max_position_embeddings, train_set.num_tokens - 1)
+    data.check_vocab(model_config.vocab_size)
+    ctx = data.context(model_config.max_position_embeddings)
     config = copy.deepcopy(model_config)
     config.max_position_embeddings = ctx  # the checkpoint declares the context it was actually trained on
     if ctx < model_config.max_position_embeddings:
@@ -166,12 +208,17 @@ def train(
         device_type=device.device,
         attention_kernel=attention_kernel_for(device.backend, gpu_arch(device)),
     )
-    sampler = WindowSampler(train_set, ctx, parse_stages(cfg.stages), cfg.seed)
+    sampler = data.sampler(ctx, cfg.stages, cfg.seed)
 
     torch.manual_seed(cfg.seed)
     if device.device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 leftovers outside autocast: TF32 is enough
-    model = LlamaForCausalLM._from_config(config, attn_implementation="sdpa", dtype=torch.float32)
+    if init_from is None:
+        model = LlamaForCausalLM._from_config(config, attn_implementation="sdpa", dtype=torch.float32)
+    else:
+        model = LlamaForCausalLM.from_pretrained(
+            init_from, config=config, attn_implementation="sdpa", dtype=torch.float32
+        )
     model.to(device.device).train()
     if cfg.activation_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -181,11 +228,9 @@ def train(
     )
     scaler = torch.amp.GradScaler(device.device, enabled=device.needs_grad_scaler)  # disabled: a pass-through
 
-    settings = {
-        "train": cfg.fingerprint_settings(),
-        "model": config.to_dict(),
-        "data": data_identity or {"train": [[str(p), p.stat().st_size] for p in train_set.paths]},
-    }
+    settings = {"train": cfg.fingerprint_settings(), "model": config.to_dict(), "data": data.identity()}
+    if init_from is not None:  # absent for pretraining from scratch, so its fingerprints stay what they were
+        settings["init"] = weights_identity(init_from)
     settings["model"].pop("transformers_version", None)
     store = StateStore(state_dir, settings, keep=cfg.keep_checkpoints)
     reason = store.prepare() if dist.is_main else None
@@ -206,14 +251,14 @@ def train(
 
     step_model: torch.nn.Module = torch.compile(model) if cfg.compile else model  # eval uses `model`
     step_model = dist.wrap(step_model, device)
-    eval_set = EvalSet(val_set, ctx, cfg.eval_tokens, token_bytes) if dist.is_main and val_set.num_tokens else None
+    eval_set = data.eval_set(ctx, cfg.eval_tokens) if dist.is_main else None
     flops = flops_per_token(config, ctx)
     peak = matmul_peak_flops(device)
     log(
         f"training {params / 1e6:.2f}M params ({cfg.preset}), ctx {ctx}, {plan.rows_per_step} rows/step = "
         f"{dist.world_size} rank(s) × {plan.accumulation} × micro-batch {plan.micro_batch}, {cfg.max_steps} steps "
-        f"on {device.backend}/{device.precision} ({device.name}); {train_set.num_tokens:,} train / "
-        f"{val_set.num_tokens:,} val tokens; memory estimate {plan.estimate.total / 2**30:.2f} GiB"
+        f"on {device.backend}/{device.precision} ({device.name}); {data.describe()}; "
+        f"memory estimate {plan.estimate.total / 2**30:.2f} GiB"
     )
     tokens_per_step = plan.rows_per_step * ctx
     writer = SummaryWriter(log_dir=str(tensorboard_dir)) if dist.is_main else None
@@ -221,16 +266,28 @@ def train(
         writer.add_text("train_config", json.dumps(asdict(cfg)))
     progress = Progress(writer, log, tokens_per_step, flops, peak)
     progress.losses, progress.evals = list(history), list(evals)
+
+    def evaluate(done: int) -> None:
+        progress.eval(done, score_model(model, eval_set, plan.micro_batch, device.device, lambda: autocast(device)))
+
+    if eval_set is not None and init_from is not None and start_step == 0:
+        evaluate(0)  # the base model on the same val targets: what fine-tuning has to improve on
     lo, hi = dist.rank * plan.rows_per_step // dist.world_size, (dist.rank + 1) * plan.rows_per_step // dist.world_size
     skipped, eval_time = 0, 0.0
     steady_start = loop_start = time.perf_counter()
+    steady_tokens = loop_tokens = tokens_seen
     try:
         for step in range(start_step, cfg.max_steps):
             lr = lr_at(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            windows = sampler.next_batch(plan.rows_per_step, tokens_seen)[lo:hi]
-            loss = accumulate_gradients(step_model, _to_device(windows, device), plan.micro_batch, device, scaler)
+            batch = sampler.next_batch(plan.rows_per_step, tokens_seen)
+            if isinstance(batch, MaskedBatch):  # every rank draws the whole batch, so all agree on the count
+                step_tokens, denominator = batch.tokens, float(batch.mask.sum()) / dist.world_size
+                windows, mask = _to_device(batch.windows[lo:hi], device), _to_device(batch.mask[lo:hi], device)
+            else:
+                step_tokens, denominator, windows, mask = tokens_per_step, None, _to_device(batch[lo:hi], device), None
+            loss = accumulate_gradients(step_model, windows, plan.micro_batch, device, scaler, mask, denominator)
             scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             loss = dist.mean(loss)
@@ -248,17 +305,15 @@ def train(
             scaler.update()
             skipped += int(scaler.is_enabled() and scaler.get_scale() < scale)
             optimizer.zero_grad(set_to_none=True)
-            tokens_seen += tokens_per_step
+            tokens_seen += step_tokens
             log_now = done % cfg.log_interval == 0 or done == cfg.max_steps
-            progress.step(done, cfg.max_steps, loss_value, lr, norm_value, log_now)
+            progress.step(done, cfg.max_steps, loss_value, lr, norm_value, log_now, step_tokens)
             if step == start_step:  # steady-state timing starts after compilation and allocator warm-up
                 synchronize(device.device)
-                steady_start = time.perf_counter()
+                steady_start, steady_tokens = time.perf_counter(), tokens_seen
             if eval_set is not None and (done % cfg.eval_interval == 0 or done == cfg.max_steps):
                 eval_started = time.perf_counter()
-                progress.eval(
-                    done, score_model(model, eval_set, plan.micro_batch, device.device, lambda: autocast(device))
-                )
+                evaluate(done)
                 eval_time += time.perf_counter() - eval_started
                 progress.interval_start += time.perf_counter() - eval_started
             if dist.is_main and (done % cfg.checkpoint_interval == 0 and done < cfg.max_steps):
@@ -276,11 +331,10 @@ def train(
                 }
                 log(f"saved training state {store.save(done, payload).name}")
         synchronize(device.device)
-        steady_steps = cfg.max_steps - start_step - 1
         steady_time = time.perf_counter() - steady_start - eval_time
-        if steady_steps < 1:  # a single step in this process: all we have is the warm-up step itself
-            steady_steps, steady_time = max(1, cfg.max_steps - start_step), steady_start - loop_start
-        tokens_per_s = steady_steps * tokens_per_step / max(steady_time, 1e-9)
+        if cfg.max_steps - start_step < 2:  # a single step in this process: all we have is the warm-up step itself
+            steady_tokens, steady_time = loop_tokens, steady_start - loop_start
+        tokens_per_s = (tokens_seen - steady_tokens) / max(steady_time, 1e-9)
     finally:
         if writer:
             writer.close()
@@ -288,10 +342,10 @@ def train(
     unigram_report: dict[str, float | int] = {}
     if eval_set is not None and progress.evals:
         val_report = {k: v for k, v in progress.evals[-1].items() if k != "step"}
-        unigram = score_unigram(unigram_counts(train_set, model_config.vocab_size), eval_set)
+        unigram = score_unigram(data.unigram_counts(model_config.vocab_size), eval_set)
         unigram_report = unigram.as_metadata("val_unigram")
     elif dist.is_main:
-        log("no val tokens: val loss not measured")
+        log("no val data: val loss not measured")
     # The memory model's estimate beside what the allocator really peaked at (GPUs; CPUs have no such counter).
     memory = {f"estimated_{k}": v for k, v in plan.estimate.as_dict().items()}
     memory.update(estimated_total=plan.estimate.total, device_total=plan.device_bytes)

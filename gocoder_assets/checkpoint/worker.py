@@ -7,6 +7,9 @@ take the orchestrator with it — the next launch resumes from the last saved st
 ``checkpoint`` asset starts it through Dagster Pipes; rank 0 alone opens Pipes (every rank
 inherits its environment) and reports logs and the materialization. Run by hand (no Pipes), it
 prints its log and writes the same result file.
+
+The ``sft_checkpoint`` asset launches the same worker: its job names the base model (``init_from``)
+and the encoded instruction pairs (``sft_pairs``) instead of shards, and the same loop fine-tunes.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from gocoder_assets.storage import atomic_file, write_json
 
 # Read by the HIP runtime once, at start-up: the asset passes them in the worker's environment (GPUResource).
 ROCM_SETTINGS = ("PYTORCH_HIP_ALLOC_CONF", "HSA_OVERRIDE_GFX_VERSION")
+# What a Hugging Face directory needs besides the weights for AutoTokenizer to load it (copied in by every job).
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json")
 
 
 @dataclass
@@ -44,6 +49,8 @@ class TrainJob:
     precision: str = "auto"
     data_identity: dict[str, Any] | None = None
     extra_files: list[str] = field(default_factory=list)  # copied into out_dir with the weights (tokenizer)
+    init_from: str | None = None  # a Hugging Face directory to start from (fine-tuning); None: from scratch
+    sft_pairs: str | None = None  # .npz of encoded instruction pairs (sft_checkpoint.data); None: the shards
 
     def write(self, path: Path) -> Path:
         write_json(path, asdict(self))
@@ -61,10 +68,11 @@ def run_job(job: TrainJob, log: Any = print) -> dict[str, Any] | None:
     import numpy as np  # noqa: PLC0415 - torch and friends load only in the training process
     from transformers import LlamaConfig  # noqa: PLC0415
 
+    from gocoder_assets.checkpoint.data import ShardData  # noqa: PLC0415
     from gocoder_assets.checkpoint.device import pick_device  # noqa: PLC0415
     from gocoder_assets.checkpoint.distributed import init_from_env, shutdown  # noqa: PLC0415
     from gocoder_assets.checkpoint.report import loss_curve_png, write_png  # noqa: PLC0415
-    from gocoder_assets.checkpoint.train import TrainConfig, train  # noqa: PLC0415
+    from gocoder_assets.checkpoint.train import TrainConfig, fit  # noqa: PLC0415
 
     for name in ROCM_SETTINGS:  # they only take effect from the environment this process started with
         if name in os.environ:
@@ -73,20 +81,26 @@ def run_job(job: TrainJob, log: Any = print) -> dict[str, Any] | None:
     dist = init_from_env(device)
     try:
         cfg = TrainConfig(**job.train_config)
-        result = train(
+        token_bytes = np.load(job.token_bytes)
+        if job.sft_pairs:
+            from gocoder_assets.sft_checkpoint.data import PairData  # noqa: PLC0415
+
+            data: Any = PairData.load(Path(job.sft_pairs), token_bytes, job.data_identity)
+        else:
+            train_shards, val_shards = [Path(p) for p in job.train_shards], [Path(p) for p in job.val_shards]
+            data = ShardData(train_shards, val_shards, token_bytes, job.data_identity)
+        result = fit(
             cfg,
             LlamaConfig.from_dict(job.model_config),
-            [Path(p) for p in job.train_shards],
-            [Path(p) for p in job.val_shards],
-            np.load(job.token_bytes),
+            data,
             Path(job.out_dir),
             Path(job.state_dir),
             Path(job.tensorboard_dir),
             device,
             log=log if dist.is_main else (lambda _: None),
             dist=dist,
-            data_identity=job.data_identity,
             extra_files=[Path(p) for p in job.extra_files],
+            init_from=Path(job.init_from) if job.init_from else None,
         )
     finally:
         shutdown(dist)
@@ -97,7 +111,11 @@ def run_job(job: TrainJob, log: Any = print) -> dict[str, Any] | None:
     title = f"{cfg.preset}: {result.steps} steps, {result.tokens_seen:,} tokens"
     png = loss_curve_png(result.losses, result.evals, title, result.val_unigram.get("val_unigram_loss"))
     write_png(png, Path(job.plot_path))
-    return result.as_metadata()
+    metadata = result.as_metadata()
+    if job.init_from and result.evals and result.evals[0]["step"] == 0 and "val_loss" in result.val:
+        # Fine-tuning: the base model's val loss (scored before the first step) beside the tuned model's.
+        metadata["base_val_loss"] = result.evals[0]["val_loss"]
+    return metadata
 
 
 def launch_command(job_path: Path, num_processes: int = 1, torchrun_args: Sequence[str] = ()) -> list[str]:

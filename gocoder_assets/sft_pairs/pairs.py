@@ -43,7 +43,9 @@ from gocoder_assets.sft_pairs.filters import SFTOptions
 
 PROVENANCE = ("record_id", "repo", "full_name", "category", "pr_number", "commit_sha", "path", "license",
               "license_key", "url", "fetched_at")  # fmt: skip
-_TEMPLATE = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+# The prompt format (public: sft_checkpoint records it beside the tuned model for its Modelfile and evaluator).
+PROMPT_TEMPLATE = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+_TEMPLATE = PROMPT_TEMPLATE
 RESPONSE_HEADER = "### Response:\n"
 
 # A top-level discussion entry: ``username_3: …``, ``username_1 (approved): …``, ``username_2 on a.go:12: …``

@@ -19,13 +19,13 @@ the training data was: there a marker id only ever stood for structure, never fo
 
 Variants (:func:`export_variants`): the full-precision file plus Q8_0 and Q4_0, all quantized here with
 gguf-py's pure-Python quantizers, so no llama.cpp build is needed to export. Every variant goes through
-one writer (:func:`_write`), so metadata and tokenizer can never differ between them.
+one writer (:func:`_write`), so metadata and tokenizer can never differ between them. :func:`export_model`
+adds the Ollama Modelfile (``modelfile.py``); both the base and the fine-tuned model are published by it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +37,7 @@ import numpy as np
 import sentencepiece as spm
 from safetensors import safe_open
 
+from gocoder_assets.gguf_model.modelfile import InstructionFormat, write_modelfile
 from gocoder_assets.gguf_model.options import GGUFOptions
 from gocoder_assets.storage import atomic_file
 
@@ -346,36 +347,28 @@ def export_variants(
     return out
 
 
-def write_modelfile(gguf_path: Path, out_path: Path, num_ctx: int, *, temperature: float = 0.2) -> str:
-    """Write an Ollama Modelfile for ``gguf_path``; returns its text.
+def export_model(
+    hf_dir: Path,
+    out_dir: Path,
+    *,
+    stem: str,
+    served_variant: str,
+    dtype: str = GGUFOptions.dtype,
+    instruction: InstructionFormat | None = None,
+) -> dict[str, Any]:
+    """Everything ``gguf_model`` and ``sft_gguf_model`` publish: the variants and a Modelfile serving one.
 
-    The stop string and the context limit are read from the GGUF itself, so the Modelfile cannot
-    disagree with the model it points at. FROM is relative to the Modelfile, as Ollama resolves it.
-    ``TEMPLATE "{{ .Prompt }}"`` makes it plain completion: this is a base model trained on raw
-    records, and Ollama would otherwise wrap prompts in a chat template the model never saw.
+    One path for both models, so a fix to either reaches both. ``instruction`` None is the base model
+    (plain-completion Modelfile); otherwise the Modelfile's TEMPLATE is that instruction format and
+    generation also stops where a new pair would begin. Keys: variants, modelfile, modelfile_text, template.
     """
-    gguf_path, out_path = Path(gguf_path), Path(out_path)
-    reader = gguf.GGUFReader(gguf_path)
-
-    def field(key: str) -> Any:
-        f = reader.get_field(key)
-        if f is None:
-            raise ValueError(f"{gguf_path} has no {key}")
-        return f
-
-    eos_piece = field("tokenizer.ggml.tokens").contents(field("tokenizer.ggml.eos_token_id").contents())
-    n_ctx_train = field("llama.context_length").contents()
-    if not 0 < num_ctx <= n_ctx_train:
-        raise ValueError(f"num_ctx {num_ctx} outside 1..{n_ctx_train} (the model's context_length)")
-    rel = os.path.relpath(gguf_path.resolve(), out_path.parent.resolve())
-    ref = rel if rel.startswith("..") else f"./{rel}"
-    text = (
-        f"FROM {ref}\n"
-        f"PARAMETER num_ctx {num_ctx}\n"
-        f"PARAMETER stop {json.dumps(eos_piece)}\n"
-        f"PARAMETER temperature {temperature}\n"
-        'TEMPLATE "{{ .Prompt }}"\n'
-    )
-    with atomic_file(out_path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return text
+    hf_dir, out_dir = Path(hf_dir), Path(out_dir)
+    if served_variant not in ("full", "q8_0", "q4_0"):
+        raise ValueError(f"served_variant must be full, q8_0 or q4_0, not {served_variant!r}")
+    template = instruction.go_template() if instruction else None  # fail before writing anything
+    stops = [s for s in [instruction.stop()] if s] if instruction else []
+    summaries = export_variants(hf_dir, hf_dir / "tokenizer.model", out_dir, stem=stem, name=stem, dtype=dtype)
+    num_ctx = json.loads((hf_dir / "config.json").read_text())["max_position_embeddings"]
+    modelfile = out_dir / "Modelfile"
+    text = write_modelfile(summaries[served_variant]["path"], modelfile, num_ctx, template=template, stops=stops)
+    return {"variants": summaries, "modelfile": str(modelfile), "modelfile_text": text, "template": template}

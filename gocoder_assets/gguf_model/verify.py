@@ -34,6 +34,7 @@ PROBE_TEXTS = (
     "   leading spaces\t\ttabs\n\n\n  trailing  \t\n<REPO>not a marker</FILE> <s></s>",
     "x := []byte{0x0A, 0xFF}\n\tswitch {\n\tcase x == nil:\n\t\tpanic(`raw\\string`)\n\t}\n",
 )
+GENERATE_PROMPT = "package main\n\nfunc main() {\n\t"  # what the base model's check completes
 MAX_PPL_RATIO_Q8 = 1.01
 MAX_ABS_LOGIT_DIFF = 1e-3
 
@@ -254,14 +255,18 @@ def verify(
     max_windows: int = 4,
     max_records: int = 200,
     logit_tokens: int = 64,
+    extra_texts: Sequence[str] = (),
+    generate_prompt: str = GENERATE_PROMPT,
 ) -> Report:
     """Run every verification; ``variants`` maps ``f32`` (required), ``q8_0``, ``q4_0`` … to GGUF paths.
 
     Perplexity windows come from ``val_shards``; without val shards (a one-repo corpus) the probe texts
     are the held-out tokens. The logit prompt is the start of the first window (≥ 32 tokens).
+    ``extra_texts`` are tokenized too and ``generate_prompt`` is completed: the fine-tuned model's check
+    passes prompts in its instruction format there, the text that model is actually sent.
     """
     report = Report()
-    texts = [*PROBE_TEXTS, *_chunks(val_records(val_shards, codec, max_records))]
+    texts = [*PROBE_TEXTS, *extra_texts, *_chunks(val_records(val_shards, codec, max_records))]
     vocab = load(variants["f32"], vocab_only=True)
     report.texts_checked = len(texts)
     report.mismatches = tokenization_mismatches(vocab, sp, texts)
@@ -283,7 +288,7 @@ def verify(
         if variant == "f32":
             report.max_abs_logit_diff = float(np.abs(logits(llm, first) - torch_logits(checkpoint_dir, first)).max())
             llm.reset()
-            report.generated = generate(llm, "package main\n\nfunc main() {\n\t")
+            report.generated = generate(llm, generate_prompt)
         report.ppl[variant] = perplexity(llm, windows)
         del llm
     return report

@@ -4,6 +4,8 @@ repo_list → raw_prs[repo] → categorized_records[repo] → dedup_index → to
           → packed_shards[repo] → checkpoint → gguf_model
           packed_shards[repo] → license_manifest; checkpoint, gguf_model, license_manifest → model_card
           categorized_records[repo], dedup_index, tokenizer_model → sft_pairs[repo] (instruction pairs)
+          checkpoint, sft_pairs[repo] → sft_checkpoint → sft_gguf_model (the fine-tuned model)
+          checkpoint, sft_checkpoint, packed_shards[repo], raw_prs[repo] … → eval_report
 
 Resource settings come from the environment so `dagster dev`, the CLI and the main job
 agree: GOCODER_DATA_DIR (default ./data), GOCODER_CLONES_DIR (a folder of git clones;
@@ -35,8 +37,10 @@ from gocoder_assets.checkpoint.assets import checkpoint
 from gocoder_assets.checkpoint.checks import beats_unigram, losses_finite
 from gocoder_assets.dedup_index.assets import dedup_index
 from gocoder_assets.dedup_index.checks import dedup_rates
-from gocoder_assets.gguf_model.assets import gguf_model
-from gocoder_assets.gguf_model.checks import gguf_llama_cpp
+from gocoder_assets.eval_report.assets import eval_report
+from gocoder_assets.eval_report.checks import eval_harness_sound
+from gocoder_assets.gguf_model.assets import gguf_model, sft_gguf_model
+from gocoder_assets.gguf_model.checks import gguf_llama_cpp, sft_gguf_llama_cpp
 from gocoder_assets.license_manifest.assets import license_manifest
 from gocoder_assets.model_card.assets import model_card
 from gocoder_assets.packed_shards.assets import packed_shards
@@ -46,6 +50,8 @@ from gocoder_assets.raw_prs.checks import raw_prs_valid
 from gocoder_assets.repo_list.assets import repo_list
 from gocoder_assets.repo_list.checks import repo_list_licenses, repo_list_unique
 from gocoder_assets.resources import GPUResource, LocalSourceResource, StorageResource
+from gocoder_assets.sft_checkpoint.assets import sft_checkpoint
+from gocoder_assets.sft_checkpoint.checks import sft_beats_base, sft_losses_finite
 from gocoder_assets.sft_pairs.assets import sft_pairs
 from gocoder_assets.sft_pairs.checks import sft_pairs_valid
 from gocoder_assets.sources.github.resource import github_resource_from_env
@@ -59,7 +65,7 @@ ASSETS = dg.map_asset_specs(
     lambda spec: spec.replace_attributes(owners=OWNERS),
     [
         repo_list, raw_prs, categorized_records, dedup_index, tokenizer_model, packed_shards, checkpoint, gguf_model,
-        license_manifest, model_card, sft_pairs,
+        license_manifest, model_card, sft_pairs, sft_checkpoint, sft_gguf_model, eval_report,
     ],
 )  # fmt: skip
 
@@ -105,6 +111,10 @@ CHECKS = [
     beats_unigram,
     gguf_llama_cpp,
     sft_pairs_valid,
+    sft_losses_finite,
+    sft_beats_base,
+    sft_gguf_llama_cpp,
+    eval_harness_sound,
 ]
 
 # Runs execute in one process: each run is one step per asset over a range of partitions, and the

@@ -1,6 +1,6 @@
 """The main job: materialize the whole graph, every partition, through Dagster itself.
 
-Seven stages in dependency order. A per-repo stage runs as ranges of at most ``partitions_per_run``
+Nine stages in dependency order. A per-repo stage runs as ranges of at most ``partitions_per_run``
 partitions (the assets' ``BackfillPolicy.multi_run``, GOCODER_PARTITIONS_PER_RUN), one Dagster run per
 range, so the job can say how far it is after each: stage, partitions done of total, rate, ETA. Runs and
 materializations are recorded in the instance at $DAGSTER_HOME, so `dagster dev -h 127.0.0.1` shows them
@@ -15,6 +15,7 @@ runs by the backfill policy; `dagster asset materialize --partition KEY` does on
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -31,26 +32,59 @@ from gocoder_assets.partitions import REPOS, SCALE
 from gocoder_assets.refresh import refresh_stale
 from gocoder_assets.storage import Layout
 
-# (assets, partitioned over all repos?)
-STAGES: tuple[tuple[tuple[str, ...], bool], ...] = (
-    (("repo_list",), False),
-    (("raw_prs", "categorized_records"), True),
-    (("dedup_index", "tokenizer_model"), False),
-    (("packed_shards",), True),
-    (("checkpoint", "gguf_model"), False),
+
+def no_sft_train_pairs(layout: Layout, keys: list[str]) -> str | None:
+    """Why the fine-tuning stage has nothing to learn from (None when it has): sft_pairs holds no train pair."""
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    files = [layout.sft_pairs_file(k) for k in keys]
+    pairs = sum(
+        pq.read_table(f, columns=["split"]).column("split").to_pylist().count("train") for f in files if f.exists()
+    )
+    if pairs:
+        return None
+    return (
+        "sft_pairs holds no train pair (the Go distribution has no pull requests: collect from git clones with "
+        "GOCODER_CLONES_DIR, or from GitHub, to fine-tune)"
+    )
+
+
+def no_held_out_repo(layout: Layout, keys: list[str]) -> str | None:
+    """Why there is nothing to evaluate on: one repository is all train (two or more always give a val one)."""
+    return None if len(keys) >= 2 else "one repository is all train: evaluation needs a held-out one"
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """Assets run together; ``partitioned``: over every repository, in ranges; ``skip``: why not to run, or None."""
+
+    assets: tuple[str, ...]
+    partitioned: bool = False
+    skip: Callable[[Layout, list[str]], str | None] | None = None
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage(("repo_list",)),
+    Stage(("raw_prs", "categorized_records"), partitioned=True),
+    Stage(("dedup_index", "tokenizer_model")),
+    Stage(("packed_shards",), partitioned=True),
+    Stage(("checkpoint", "gguf_model")),
     # After the model: license_manifest only needs the shards, but the card needs both, and one run for the
     # two keeps the release artifacts (licenses.csv, MODEL_CARD.md) describing the same corpus.
-    (("license_manifest", "model_card"), False),
-    # Instruction pairs for fine-tuning: a product of their own (the base model does not read them), last so
-    # a failure there never holds back the model and its card.
-    (("sft_pairs",), True),
+    Stage(("license_manifest", "model_card")),
+    # Fine-tuning: products of their own (the base model does not read them), after the release artifacts so a
+    # failure there never holds back the model and its card.
+    Stage(("sft_pairs",), partitioned=True),
+    Stage(("sft_checkpoint", "sft_gguf_model"), skip=no_sft_train_pairs),
+    # Last: it reads every model there is, so the report compares base and fine-tuned when both exist.
+    Stage(("eval_report",), skip=no_held_out_repo),
 )
 # Console level of Dagster's own logger without --verbose: a failing step's error and stack trace (and
 # warnings) still print, the per-event DEBUG stream does not.
 QUIET_LOG_LEVEL = "WARNING"
 # Stages whose INFO lines are their own progress, shown at INFO in quiet mode too: training reports its
 # settings, then step, loss and tokens/s every few steps; it is the stage that can take hours.
-CHATTY_STAGES = frozenset({"checkpoint"})
+CHATTY_STAGES = frozenset({"checkpoint", "sft_checkpoint"})
 
 
 class StageFailed(dg.DagsterError):
@@ -133,8 +167,16 @@ def materialize_all(
     """
     size = partitions_per_run or SCALE.partitions_per_run
     results = []
-    for number, (assets, partitioned) in enumerate(STAGES, start=1):
+    layout = resources["storage"].layout()
+    for number, stage in enumerate(STAGES, start=1):
+        assets, partitioned = stage.assets, stage.partitioned
         label = f"[{number}/{len(STAGES)}] {', '.join(assets)}"
+        why_not = stage.skip(layout, list(instance.get_dynamic_partitions(REPOS))) if stage.skip else None
+        if why_not:
+            log(f"{label}: skipped: {why_not}")
+            if until in assets:
+                break
+            continue
         level = log_level
         if level and CHATTY_STAGES & set(assets) and logging.getLevelName(level.upper()) > logging.INFO:
             level = "INFO"
@@ -176,12 +218,15 @@ def materialize_all(
 def artifacts_summary(root: Path | str, instance: dg.DagsterInstance) -> list[str]:
     """Where everything the job made lies, and how to look at the runs."""
     layout = Layout(root)
-    ggufs = sorted(layout.gguf_dir.glob("*.gguf")) if layout.gguf_dir.is_dir() else []
+    ggufs = sorted(layout.gguf_dir.glob("*.gguf"))
+    sft_ggufs = sorted(layout.sft_gguf_dir.glob("*.gguf"))
     home = instance.root_directory
     lines = [
         f"  data folder       {Path(root).resolve()}",
         *(f"  GGUF model        {p.resolve()}" for p in ggufs),
+        *(f"  fine-tuned GGUF   {p.resolve()}" for p in sft_ggufs),
         f"  model card        {layout.model_card_file.resolve()}",
+        f"  eval report       {(layout.eval_report_dir / 'report.md').resolve()}",
         f"  licenses.csv      {layout.license_manifest_file.resolve()}",
         f"  Dagster instance  {home or '(temporary: set DAGSTER_HOME to keep runs)'}",
     ]

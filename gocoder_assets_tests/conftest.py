@@ -33,6 +33,8 @@ RUN_CONFIG = {
                 "log_interval": 10,
             }
         },
+        # Small but whole: every section runs (a held-out std package's functions, its tests) in seconds.
+        "eval_report": {"config": {"code_prompts": 5, "samples": 2, "test_tasks": 2, "max_new_tokens": 24}},
     }
 }
 

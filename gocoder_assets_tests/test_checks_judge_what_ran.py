@@ -247,6 +247,13 @@ DOCUMENTS: dict[str, tuple[str, ...]] = {
     "gocoder_assets.checkpoint.assets.CurriculumStage": ("gocoder_assets.checkpoint.data.Stage",),
     "gocoder_assets.gguf_model.assets.GGUFConfig": ("gocoder_assets.gguf_model.options.GGUFOptions",),
     "gocoder_assets.sft_pairs.assets.SFTConfig": ("gocoder_assets.sft_pairs.filters.SFTOptions",),
+    "gocoder_assets.sft_checkpoint.assets.SFTCheckpointConfig": (
+        "gocoder_assets.sft_checkpoint.config.SFTTrainOptions",
+    ),
+    "gocoder_assets.eval_report.assets.EvalConfig": (
+        "gocoder_assets.eval_report.options.EvalOptions",
+        "gocoder_assets.eval_report.go_toolchain.GoSettings",
+    ),
 }
 # Dataclasses still defined beside their Config in a Dagster module (to move to a Dagster-free one).
 

@@ -105,14 +105,18 @@ def test_main_job_prints_progress_and_where_the_artifacts_are(tmp_path: Path) ->
     assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
     lines = out.splitlines()
     # One line per range: 3 partitions in runs of 2 -> 2/3, then 3/3 with the stage's time.
-    assert "[2/7] raw_prs, categorized_records: 3 partitions in 2 run(s) of at most 2" in lines
-    assert any(line.startswith("[2/7] raw_prs, categorized_records: 2/3 partitions (") and "/s), ETA " in line
+    assert "[2/9] raw_prs, categorized_records: 3 partitions in 2 run(s) of at most 2" in lines
+    assert any(line.startswith("[2/9] raw_prs, categorized_records: 2/3 partitions (") and "/s), ETA " in line
                for line in lines)  # fmt: skip
-    assert any(line.startswith("[4/7] packed_shards: 3/3 partitions (") and "done in" in line for line in lines)
-    assert any(line.startswith("[7/7] sft_pairs: 3/3 partitions (") and "done in" in line for line in lines)
-    for stage in ("[1/7] repo_list", "[3/7] dedup_index, tokenizer_model", "[5/7] checkpoint, gguf_model",
-                  "[6/7] license_manifest, model_card"):  # fmt: skip
+    assert any(line.startswith("[4/9] packed_shards: 3/3 partitions (") and "done in" in line for line in lines)
+    assert any(line.startswith("[7/9] sft_pairs: 3/3 partitions (") and "done in" in line for line in lines)
+    for stage in ("[1/9] repo_list", "[3/9] dedup_index, tokenizer_model", "[5/9] checkpoint, gguf_model",
+                  "[6/9] license_manifest, model_card"):  # fmt: skip
         assert any(line.startswith(f"{stage}: done in ") for line in lines), stage
+    # The Go distribution has no pull requests: nothing to fine-tune on, said instead of failing the job.
+    assert any(line.startswith("[8/9] sft_checkpoint, sft_gguf_model: skipped: sft_pairs holds no train pair")
+               for line in lines)  # fmt: skip
+    assert any(line.startswith("[9/9] eval_report: done in ") for line in lines)
     # Not Dagster's event stream (it would be on stderr); the training's own INFO lines, yes.
     debug = [line for line in (out + proc.stderr).splitlines() if " - DEBUG - " in line or "STEP_START" in line]
     assert not debug, debug[:5]
@@ -122,7 +126,7 @@ def test_main_job_prints_progress_and_where_the_artifacts_are(tmp_path: Path) ->
     paths = [Path(p) for p in summary if p.startswith("/")]
     assert all(p.exists() for p in paths), paths
     names = {p.name for p in paths}
-    assert {"MODEL_CARD.md", "licenses.csv", "gocoder.gguf", "gocoder.Q8_0.gguf", "dagster_home"} <= names
+    assert {"MODEL_CARD.md", "licenses.csv", "gocoder.gguf", "gocoder.Q8_0.gguf", "report.md", "dagster_home"} <= names
     assert lines[-1].endswith(f"DAGSTER_HOME={tmp_path / 'dagster_home'} dagster dev -h 127.0.0.1")
     # The same per-partition records as one run per stage: every partition materialized, by ranged runs.
     with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
@@ -140,7 +144,7 @@ def test_main_job_failure_names_the_stage_and_exits_nonzero(tmp_path: Path) -> N
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
     failed = next(line for line in lines if " failed" in line)
-    assert failed.startswith("[1/7] repo_list failed (run ")  # the run's id: its logs in the UI
+    assert failed.startswith("[1/9] repo_list failed (run ")  # the run's id: its logs in the UI
     assert "ValueError: packages not found under" in failed and "no_such_package" in failed
     debug = [line for line in proc.stderr.splitlines() if " - DEBUG - " in line]
     errors = [line for line in proc.stderr.splitlines() if " - dagster - ERROR - " in line]
@@ -151,10 +155,10 @@ def test_main_job_failure_names_the_stage_and_exits_nonzero(tmp_path: Path) -> N
 
 def test_progress_line_and_chunks() -> None:
     assert (
-        pipeline.progress_line("[2/7] raw_prs", 150, 5000, 48.0)
-        == "[2/7] raw_prs: 150/5000 partitions (3.1/s), ETA 25m52s"
+        pipeline.progress_line("[2/9] raw_prs", 150, 5000, 48.0)
+        == "[2/9] raw_prs: 150/5000 partitions (3.1/s), ETA 25m52s"
     )
-    assert pipeline.progress_line("[4/7] packed_shards", 5, 5, 3.0).endswith("5/5 partitions (1.7/s), done in 3s")
+    assert pipeline.progress_line("[4/9] packed_shards", 5, 5, 3.0).endswith("5/5 partitions (1.7/s), done in 3s")
     assert pipeline.duration(3 * 3600 + 7 * 60 + 5) == "3h07m"
     assert pipeline.chunks(list("abcde"), 2) == [["a", "b"], ["c", "d"], ["e"]]
     with pytest.raises(ValueError, match="at least 1"):

@@ -30,7 +30,10 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 ASSET_NAMES = ["repo_list", "raw_prs", "categorized_records", "dedup_index", "tokenizer_model", "packed_shards",
-               "checkpoint", "gguf_model", "license_manifest", "model_card", "sft_pairs"]  # fmt: skip
+               "checkpoint", "gguf_model", "license_manifest", "model_card", "sft_pairs", "sft_checkpoint",
+               "sft_gguf_model", "eval_report"]  # fmt: skip
+# The session's corpus has no change record that survives the instruction filters: no pairs, nothing fine-tuned.
+NOT_MATERIALIZED = {"sft_checkpoint", "sft_gguf_model"}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REPO = Path(__file__).resolve().parents[1]
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
@@ -86,13 +89,14 @@ def test_webserver_shows_every_asset_partition_and_check(webserver: int) -> None
     nodes = {"/".join(n["assetKey"]["path"]): n for n in data}
     assert set(nodes) == set(ASSET_NAMES)
     for name, node in nodes.items():
-        assert node["assetMaterializations"], name
+        assert bool(node["assetMaterializations"]) == (name not in NOT_MATERIALIZED), name
         if node["isPartitioned"]:
             stats = node["partitionStats"]
             assert stats["numMaterialized"] == stats["numPartitions"] == 5, name
     checks = {c["name"]: c for n in data for c in n["assetChecksOrError"]["checks"]}
-    assert len(checks) == 15
-    for name in ("tokenizer_round_trip", "gguf_llama_cpp"):  # llama.cpp verified the exported GGUFs
+    assert len(checks) == 19
+    # llama.cpp verified the exported GGUFs; the evaluation harness scored the true bodies 1.0
+    for name in ("tokenizer_round_trip", "gguf_llama_cpp", "eval_harness_sound"):
         assert checks[name]["executionForLatestMaterialization"]["status"] == "SUCCEEDED", name
 
 
@@ -131,6 +135,19 @@ def test_the_ui_renders_the_assets_and_their_checks(webserver: int, tmp_path: Pa
         curve.wait_for(timeout=60_000)
         width = curve.evaluate("img => img.naturalWidth")
         page.screenshot(path=str(tmp_path / "loss_curve.png"))
+        # The evaluation: the bits-per-byte table with its baselines, and the samples a person reads.
+        page.goto(f"http://127.0.0.1:{webserver}/assets/eval_report", wait_until="networkidle")
+        page.get_by_placeholder("Filter metadata keys").fill("perplexity")  # short markdown renders inline
+        page.get_by_role("cell", name="unigram (train tokens)").first.wait_for(timeout=60_000)
+        page.get_by_role("columnheader", name="CODE").first.wait_for(timeout=60_000)
+        page.screenshot(path=str(tmp_path / "eval_perplexity.png"))
+        page.get_by_placeholder("Filter metadata keys").fill("samples")
+        page.wait_for_timeout(1_000)
+        longer = page.get_by_text("[Show Markdown]")  # long markdown opens in a dialog
+        if longer.count():
+            longer.first.click()
+        page.get_by_text("Prompt (end)").first.wait_for(timeout=60_000)
+        page.screenshot(path=str(tmp_path / "eval_samples.png"))
         browser.close()
     assert (tmp_path / "checks.png").stat().st_size > 10_000
     assert width == 700  # decoded: the 7-inch, 100-dpi figure the worker drew

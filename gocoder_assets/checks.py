@@ -55,6 +55,14 @@ def _register(checks: dg.AssetChecksDefinition) -> dg.AssetChecksDefinition:
     return checks
 
 
+def latest_metadata(context: dg.AssetCheckExecutionContext, asset: dg.AssetKey) -> dict[str, Any]:
+    """The plain values of ``asset``'s latest materialization metadata ({} before the first one)."""
+    event = context.instance.get_latest_materialization_event(asset)
+    if event is None or event.asset_materialization is None:
+        return {}
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
 def asset_check(**kwargs: Any) -> Callable[[Callable[..., Any]], dg.AssetChecksDefinition]:
     """``dg.asset_check`` for an unpartitioned asset that also records a blocking check."""
 

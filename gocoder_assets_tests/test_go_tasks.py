@@ -8,19 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from gocoder_assets.eval_report.go_site import sanitize_go_mod
+from gocoder_assets.eval_report.go_site import GoSite, sanitize_go_mod, validity_summary
 from gocoder_assets.eval_report.go_tasks import (
     GoFunction,
-    GoSettings,
-    GoSite,
     close_body,
     files_from_records,
     find_functions,
     mean_pass_at_k,
     pass_at_k,
-    validity_summary,
 )
-from gocoder_assets.eval_report.go_toolchain import run_go
+from gocoder_assets.eval_report.go_toolchain import GoSettings, run_go
 from gocoder_assets.sources.goroot import GoRootSource, default_goroot
 
 GO_MOD = "module example.com/planted\n\ngo 1.22\n\nrequire github.com/x/y v1.2.3\n"

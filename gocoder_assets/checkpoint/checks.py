@@ -5,14 +5,7 @@ import math
 import dagster as dg
 
 from gocoder_assets.checkpoint.assets import checkpoint
-from gocoder_assets.checks import asset_check, result
-
-
-def latest_metadata(context: dg.AssetCheckExecutionContext) -> dict:
-    event = context.instance.get_latest_materialization_event(dg.AssetKey("checkpoint"))
-    if event is None or event.asset_materialization is None:
-        return {}
-    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+from gocoder_assets.checks import asset_check, latest_metadata, result
 
 
 @asset_check(
@@ -22,7 +15,7 @@ def latest_metadata(context: dg.AssetCheckExecutionContext) -> dict:
     "that fails this.",
 )
 def losses_finite(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    meta = latest_metadata(context)
+    meta = latest_metadata(context, checkpoint.key)
     val_keys = sorted(k for k in meta if k.startswith(("val_loss", "val_bpb")) and not k.startswith("val_unigram"))
     keys = ["initial_loss", "final_train_loss", *val_keys]
     rows = [[k, meta.get(k)] for k in keys]
@@ -35,7 +28,7 @@ def losses_finite(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult
     asset=checkpoint, description="Val loss below a unigram model's loss on exactly the same val target tokens."
 )
 def beats_unigram(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    meta = latest_metadata(context)
+    meta = latest_metadata(context, checkpoint.key)
     val, unigram = meta.get("val_loss"), meta.get("val_unigram_loss")
     ok = val is not None and unigram is not None and val < unigram
     return result(

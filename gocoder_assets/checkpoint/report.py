@@ -159,6 +159,13 @@ def loss_curve_png(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return figure_png(fig)
+
+
+def figure_png(fig: Any) -> bytes:
+    """A finished matplotlib figure as PNG bytes (the figure is closed: workers draw many)."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

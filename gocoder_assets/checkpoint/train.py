@@ -39,7 +39,8 @@ from torch.utils.tensorboard import SummaryWriter
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from gocoder_assets.checkpoint.config import TrainConfig
-from gocoder_assets.checkpoint.data import MaskedBatch, ShardData, TrainData
+from gocoder_assets.checkpoint.corpus import ShardData, TrainData
+from gocoder_assets.checkpoint.data import MaskedBatch
 from gocoder_assets.checkpoint.device import DeviceChoice, autocast, device_memory_bytes, gpu_arch, synchronize
 from gocoder_assets.checkpoint.distributed import Dist
 from gocoder_assets.checkpoint.evaluate import score_model, score_unigram

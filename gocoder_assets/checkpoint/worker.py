@@ -68,7 +68,7 @@ def run_job(job: TrainJob, log: Any = print) -> dict[str, Any] | None:
     import numpy as np  # noqa: PLC0415 - torch and friends load only in the training process
     from transformers import LlamaConfig  # noqa: PLC0415
 
-    from gocoder_assets.checkpoint.data import ShardData  # noqa: PLC0415
+    from gocoder_assets.checkpoint.corpus import ShardData  # noqa: PLC0415
     from gocoder_assets.checkpoint.device import pick_device  # noqa: PLC0415
     from gocoder_assets.checkpoint.distributed import init_from_env, shutdown  # noqa: PLC0415
     from gocoder_assets.checkpoint.report import loss_curve_png, write_png  # noqa: PLC0415

@@ -63,7 +63,8 @@ def code_section(
     only functions the harness can judge are kept (std-only packages that build unmodified; for tasks,
     tests that pass and reach the function), the rest are counted by reason.
     """
-    from gocoder_assets.eval_report.go_tasks import GoSite, close_body, find_functions, pass_at_k  # noqa: PLC0415
+    from gocoder_assets.eval_report.go_site import GoSite  # noqa: PLC0415 - the toolchain only when evaluating
+    from gocoder_assets.eval_report.go_tasks import close_body, find_functions, pass_at_k  # noqa: PLC0415
 
     skipped: collections.Counter[str] = collections.Counter()
     samples: list[dict[str, Any]] = []

@@ -1,6 +1,6 @@
 """Go code-model tasks cut from held-out repositories: prompts at function boundaries, closing sampled
 bodies, and the pass@k estimator. The checks that need the toolchain (parse, compile, test) live in
-`gocoder_assets.eval_report.go_site.GoSite`, re-exported here so callers import one module.
+`gocoder_assets.eval_report.go_site.GoSite`.
 
 The task shape follows HumanEval / MultiPL-E: the prompt is the file from its start through the body's
 opening ``{`` and newline (so the model sees the imports, types and doc comment), the model writes the
@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from gocoder_assets.eval_report.go_toolchain import GoSettings, function_spans
+from gocoder_assets.eval_report.go_toolchain import function_spans
 
 GENERATED = re.compile(r"^// Code generated .* DO NOT EDIT\.$", re.MULTILINE)
 
@@ -168,20 +168,3 @@ def mean_pass_at_k(per_task: Sequence[Sequence[bool]], k: int) -> float:
 def files_from_records(records: Iterable[Mapping[str, object]]) -> dict[str, str]:
     """path → text of the ``{"kind": "file"}`` raw records of one repository (trees and skips ignored)."""
     return {str(r["path"]): str(r["text"]) for r in records if r.get("kind") == "file"}
-
-
-from gocoder_assets.eval_report.go_site import GoSite, Validity, validity_summary  # noqa: E402
-
-__all__ = [
-    "GoFunction",
-    "GoSettings",
-    "GoSite",
-    "Validity",
-    "close_body",
-    "files_from_records",
-    "find_functions",
-    "is_candidate_file",
-    "mean_pass_at_k",
-    "pass_at_k",
-    "validity_summary",
-]

@@ -6,11 +6,11 @@ and the tests all render the same numbers.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gocoder_assets.categorized_records.serialize import readable
+from gocoder_assets.checkpoint.report import figure_png
 from gocoder_assets.eval_report.perplexity import ScoreRow
 from gocoder_assets.packed_shards.shard_format import CATEGORIES
 
@@ -71,11 +71,7 @@ def bpb_chart_png(bpb: Mapping[str, Mapping[str, float]], title: str) -> bytes:
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig)
 
 
 def code_markdown(code: Mapping[str, Any]) -> str:

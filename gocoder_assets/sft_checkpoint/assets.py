@@ -6,7 +6,6 @@ weights, scores them on the val responses before the first step, fine-tunes, res
 saved state when the settings, base weights and pairs match, and reports back.
 """
 
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import dagster as dg
 from gocoder_assets.checkpoint.assets import checkpoint
 from gocoder_assets.checkpoint.worker import TrainJob, failure_path, launch_command
 from gocoder_assets.checks import require_upstream_checks_passed
+from gocoder_assets.config import with_config
 from gocoder_assets.metadata import markdown_table
 from gocoder_assets.resources import GPUResource, StorageResource
 from gocoder_assets.sft_checkpoint.config import SFTTrainOptions
@@ -46,8 +46,7 @@ class SFTCheckpointConfig(dg.Config):
     log_interval: int = _D.log_interval
 
     def options(self) -> SFTTrainOptions:
-        names = {f.name for f in fields(SFTTrainOptions)}
-        return SFTTrainOptions(**{k: v for k, v in self.model_dump().items() if k in names})
+        return with_config(_D, self.model_dump())
 
 
 @dg.asset(

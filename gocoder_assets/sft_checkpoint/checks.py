@@ -8,15 +8,8 @@ import math
 
 import dagster as dg
 
-from gocoder_assets.checks import asset_check, result
+from gocoder_assets.checks import asset_check, latest_metadata, result
 from gocoder_assets.sft_checkpoint.assets import sft_checkpoint
-
-
-def latest_metadata(context: dg.AssetCheckExecutionContext) -> dict:
-    event = context.instance.get_latest_materialization_event(sft_checkpoint.key)
-    if event is None or event.asset_materialization is None:
-        return {}
-    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
 @asset_check(
@@ -25,7 +18,7 @@ def latest_metadata(context: dg.AssetCheckExecutionContext) -> dict:
     description="Initial and final train loss and the base and tuned val response losses are finite.",
 )
 def sft_losses_finite(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    meta = latest_metadata(context)
+    meta = latest_metadata(context, sft_checkpoint.key)
     keys = ["initial_loss", "final_train_loss"]
     if meta.get("val_pairs"):
         keys += ["base_val_response_loss", "val_response_loss"]
@@ -40,7 +33,7 @@ def sft_losses_finite(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckRe
     "(passes with a note when there are no val pairs to measure).",
 )
 def sft_beats_base(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    meta = latest_metadata(context)
+    meta = latest_metadata(context, sft_checkpoint.key)
     if meta and meta.get("val_pairs") == 0:
         return result(
             True,

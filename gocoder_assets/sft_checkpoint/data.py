@@ -12,7 +12,7 @@ not fit keeps its first tokens after one prompt token and no EOS (it did not end
 are counted. The training rows are one pair each, right-padded (harmless under the causal mask; the
 padding is never a counted target).
 
-``PairData`` is the ``TrainData`` the loop takes (checkpoint/data.py): ``PairSampler`` draws rows
+``PairData`` is the ``TrainData`` the loop takes (checkpoint/corpus.py): ``PairSampler`` draws rows
 epoch by epoch in a seeded order and resumes from a cursor; ``PairEvalSet`` scores a fixed subset of
 val pairs' response targets with the ``EvalSet`` interface, as one RESPONSE category.
 """

@@ -113,3 +113,28 @@ def test_eval_report_shows_tables_samples_and_a_sound_harness(built) -> None:
         e for r in built.results for e in r.get_asset_check_evaluations() if e.check_name == "eval_harness_sound"
     ]
     assert harness.passed
+
+
+def test_the_report_compares_with_the_other_model_a_path_or_nothing(tmp_path: Path) -> None:
+    from gocoder_assets.eval_report.held_out import model_dirs  # noqa: PLC0415
+    from gocoder_assets.eval_report.options import EvalOptions  # noqa: PLC0415
+    from gocoder_assets.storage import Layout  # noqa: PLC0415
+
+    layout = Layout(tmp_path / "data")
+    with pytest.raises(FileNotFoundError, match="checkpoint is not materialized"):
+        model_dirs(layout, EvalOptions())
+    for hf in (layout.checkpoint_dir, tmp_path / "last_week"):
+        hf.mkdir(parents=True)
+        (hf / "config.json").write_text("{}")
+    assert model_dirs(layout, EvalOptions()) == {"checkpoint": layout.checkpoint_dir}  # auto: no sft model yet
+    layout.sft_checkpoint_dir.mkdir(parents=True)
+    (layout.sft_checkpoint_dir / "config.json").write_text("{}")
+    assert list(model_dirs(layout, EvalOptions())) == ["checkpoint", "sft_checkpoint"]
+    assert list(model_dirs(layout, EvalOptions(model="sft_checkpoint"))) == ["sft_checkpoint", "checkpoint"]
+    assert list(model_dirs(layout, EvalOptions(compare="none"))) == ["checkpoint"]
+    older = model_dirs(layout, EvalOptions(compare=str(tmp_path / "last_week")))
+    assert older == {"checkpoint": layout.checkpoint_dir, "compare (last_week)": tmp_path / "last_week"}
+    with pytest.raises(FileNotFoundError, match="not a checkpoint directory"):
+        model_dirs(layout, EvalOptions(compare=str(tmp_path / "nowhere")))
+    with pytest.raises(ValueError, match="model must be one of"):
+        EvalOptions(model="gguf")

@@ -61,8 +61,8 @@ def _relevance_section(kind: str, tasks: list[Any], generators: dict[str, Any], 
 
 
 def pick_samples(code: list[dict[str, Any]], text: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
-    """``n`` samples: one of each text task first (what fine-tuning changes), the rest code completions."""
-    return (text[:2] + code)[:n] if text else code[:n]
+    """``n`` samples: the text tasks' first (a comment, the explanations of each model), then code completions."""
+    return (text[: max(0, n - 2)] + code)[:n]
 
 
 def evaluate(
@@ -108,13 +108,15 @@ def evaluate(
     comments = comment_tasks(held_out.mix_records(layout, val_keys), options.comment_tasks, counts=skipped)
     explanations = explanation_tasks(held_out.val_pairs(layout, list(repos)), options.explanation_tasks, counts=skipped)
     relevance, text_samples = {}, []
+    text_skipped = {k: v for k, v in skipped.items() if not k.endswith(":candidates")}
     for kind, tasks, run in (
         ("review comment", comments, comment_relevance),
         ("change explanation", explanations, explanation_relevance),
     ):
         relevance[kind], samples = _relevance_section(kind, tasks, generators, options, run)
-        text_samples += samples[:1]
-    code["skipped"].update(skipped)
+        # Explanations: every model's, side by side (what fine-tuning changed); comments: the report's model.
+        text_samples += samples if kind == "change explanation" else samples[:1]
+    code["skipped"].update(text_skipped)
     report = {
         "settings": {
             **dataclasses.asdict(options),

@@ -210,6 +210,14 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def weights_identity(model_dir: Path) -> dict[str, str]:
+    """SHA-256 of each weights file of a Hugging Face directory: what "the same base model" means (resume, records)."""
+    files = sorted(Path(model_dir).glob("*.safetensors")) or sorted(Path(model_dir).glob("*.bin"))
+    if not files:
+        raise FileNotFoundError(f"{model_dir} holds no weights (*.safetensors): not a Hugging Face model directory")
+    return {p.name: file_sha256(p) for p in files}
+
+
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 

@@ -46,7 +46,7 @@ def test_bits_per_byte_equals_a_hand_computation(tiny, tmp_path: Path) -> None:
     train_ids = [(c, codec.encode_one(t)) for c, t in TRAIN_RECORDS]
     train = make_shard(tmp_path / "train" / "tokens.bin", train_ids, eos)
 
-    rows, windows = score_table({"tiny": tiny.hf_dir}, [train], [val], 10_000, pick_device("cpu", "fp32"))
+    rows, windows = score_table({"tiny": tiny.model}, tiny.hf_dir, [train], [val], 10_000, pick_device("cpu", "fp32"))
     by = {(r.model, r.category): r for r in rows}
     assert windows["windows"] == 1 and windows["targets"] == len(stream) - 1
 

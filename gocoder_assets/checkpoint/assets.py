@@ -139,6 +139,29 @@ def automated_settings(context: dg.AssetExecutionContext, layout: Layout, compil
     return cfg
 
 
+def launch_training(
+    context: dg.AssetExecutionContext, job_path: Path, gpu: GPUResource, what: str, note: str = ""
+) -> tuple[TrainJob, dg.MaterializeResult]:
+    """Run the training process of ``job_path`` through Pipes (one process, or torchrun): the job and what it reported.
+
+    Shared by ``checkpoint`` and ``sft_checkpoint``. A failing process becomes a ``dg.Failure`` with the reason
+    the worker left beside its result file, not Pipes' bare exit status.
+    """
+    job = TrainJob.read(job_path)
+    command = launch_command(job_path, gpu.num_processes, gpu.torchrun_args)
+    context.log.info(f"{note}launching {' '.join(command)}")
+    failure = failure_path(job)
+    failure.unlink(missing_ok=True)
+    pipes = dg.PipesSubprocessClient(env=gpu.launch_env())
+    try:
+        reported = pipes.run(command=command, context=context).get_materialize_result()
+    except Exception as e:  # Pipes' own error type is not public API; the worker's reason is what users need
+        if not failure.exists():
+            raise
+        raise dg.Failure(description=f"{what} process failed: {failure.read_text(encoding='utf-8')}") from e
+    return job, reported
+
+
 @dg.asset(
     deps=[packed_shards, tokenizer_model],
     code_version="2",
@@ -157,18 +180,7 @@ def checkpoint(
     layout = storage.layout()
     cfg = automated_settings(context, layout, gpu.compile) or config.train_config(gpu.compile)
     job_path = write_job(layout, cfg, gpu, context.run.run_id)
-    job = TrainJob.read(job_path)
-    command = launch_command(job_path, gpu.num_processes, gpu.torchrun_args)
-    context.log.info(f"launching {' '.join(command)}")
-    failure = failure_path(job)
-    failure.unlink(missing_ok=True)
-    pipes = dg.PipesSubprocessClient(env=gpu.launch_env())
-    try:
-        reported = pipes.run(command=command, context=context).get_materialize_result()
-    except Exception as e:  # Pipes' own error type is not public API; the worker's reason is what users need
-        if not failure.exists():
-            raise
-        raise dg.Failure(description=f"training process failed: {failure.read_text(encoding='utf-8')}") from e
+    job, reported = launch_training(context, job_path, gpu, "training")
     # The picture first: the UI lists metadata in this order, and the curve is what a person looks for.
     picture = markdown_image(Path(job.plot_path).read_bytes(), "loss curve")
     metadata: dict[str, Any] = {"loss_curve": dg.MetadataValue.md(picture), **(reported.metadata or {})}

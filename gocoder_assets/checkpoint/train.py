@@ -49,7 +49,7 @@ from gocoder_assets.checkpoint.optim import build_optimizer
 from gocoder_assets.checkpoint.perf import matmul_peak_flops
 from gocoder_assets.checkpoint.report import Progress, TrainResult
 from gocoder_assets.checkpoint.state import StateStore, restore_rng, rng_state
-from gocoder_assets.storage import atomic_dir, file_sha256
+from gocoder_assets.storage import atomic_dir, weights_identity
 
 FINAL_LOSS_STEPS = 10  # "final train loss" averages this many last steps; one batch is too noisy
 
@@ -129,14 +129,6 @@ def _to_device(windows: np.ndarray, device: DeviceChoice) -> torch.Tensor:
     if device.device == "cuda":
         return batch.pin_memory().to(device.device, non_blocking=True)
     return batch.to(device.device)
-
-
-def weights_identity(model_dir: Path) -> dict[str, str]:
-    """SHA-256 of each weights file of a Hugging Face directory: what "the same base model" means on resume."""
-    files = sorted(Path(model_dir).glob("*.safetensors")) or sorted(Path(model_dir).glob("*.bin"))
-    if not files:
-        raise FileNotFoundError(f"{model_dir} holds no weights (*.safetensors): not a Hugging Face model directory")
-    return {p.name: file_sha256(p) for p in files}
 
 
 def train(

@@ -93,27 +93,27 @@ def code_section(
                 skipped.update({f"test_task:{r}": n for r, n in reasons.items()})
         log(f"code: {len(chosen)} prompts and {len(tasks)} test tasks from {found_total} held-out functions")
 
-        def judge(bodies_of: Callable[[str, int], list[str | None]]) -> dict[str, Any]:
-            validity, closed, completions = [], 0, 0
-            for i, (key, fn) in enumerate(chosen):
-                bodies = bodies_of("validity", i)
-                completions += len(bodies)
-                closed += sum(b is not None for b in bodies)
-                validity += sites[key].check(fn, bodies)
+        def judge(validity_bodies: list[list[str | None]], test_bodies: list[list[str | None]]) -> tuple[dict, list]:
+            """The table row for one model's closed bodies (per prompt, per task), and each prompt's first verdict."""
+            validity, firsts = [], []
+            for (key, fn), bodies in zip(chosen, validity_bodies, strict=True):
+                verdicts = sites[key].check(fn, bodies)
+                validity += verdicts
+                firsts.append(verdicts[0])
+            completions = sum(len(b) for b in validity_bodies)
+            closed = sum(b is not None for bodies in validity_bodies for b in bodies)
             row: dict[str, Any] = {"prompts": len(chosen), "completions": completions, **_rates(validity)}
             row["closed_rate"] = closed / completions if completions else float("nan")
             if tasks:
                 p1, pk = [], []
-                for i, (key, fn) in enumerate(tasks):
-                    bodies = bodies_of("tests", i)
+                for (key, fn), bodies in zip(tasks, test_bodies, strict=True):
                     passed = sum(sites[key].passes(fn, b) for b in bodies)
                     p1.append(pass_at_k(len(bodies), passed, 1))
                     pk.append(pass_at_k(len(bodies), passed, len(bodies)))
                 row.update(test_tasks=len(tasks), pass_at_1=sum(p1) / len(p1), pass_at_k=sum(pk) / len(pk))
-            return row
+            return row, firsts
 
-        truth = {"validity": [fn.body for _, fn in chosen], "tests": [fn.body for _, fn in tasks]}
-        models = {REFERENCE: judge(lambda kind, i: [truth[kind][i]])}
+        models = {REFERENCE: judge([[fn.body] for _, fn in chosen], [[fn.body] for _, fn in tasks])[0]}
         stop = _stop(close_body)
         for name, generator in generators.items():
             prompts = [code_prompt(repos[key].full_name, fn.path, fn.prompt) for key, fn in [*chosen, *tasks]]
@@ -126,19 +126,17 @@ def code_section(
                 max_new_tokens=new_tokens(generator, options),
                 stop=stop,
             )
-            by_kind = {"validity": outputs[: len(chosen)], "tests": outputs[len(chosen) :]}
-            models[name] = judge(lambda kind, i, by=by_kind: [close_body(t) for t in by[kind][i]])
+            bodies = [[close_body(t) for t in texts] for texts in outputs]
+            models[name], firsts = judge(bodies[: len(chosen)], bodies[len(chosen) :])
             for i, (key, fn) in enumerate(chosen[: options.report_samples]):
-                body = close_body(outputs[i][0])
-                verdict = sites[key].check(fn, [body])[0]
                 samples.append(
                     {
                         "title": f"{repos[key].full_name} {fn.path}: {fn.name}",
                         "model": name,
                         "prompt": prompts[i],
                         "completion": outputs[i][0],
-                        "verdict": f"closed: {body is not None}, parses: {verdict.parsed}, "
-                        f"compiles: {verdict.compiled}",
+                        "verdict": f"closed: {bodies[i][0] is not None}, parses: {firsts[i].parsed}, "
+                        f"compiles: {firsts[i].compiled}",
                     }
                 )
         tool_runs = sum((collections.Counter(site.counts) for site in sites.values()), collections.Counter())

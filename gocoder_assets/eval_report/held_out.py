@@ -60,12 +60,13 @@ def train_eval_tokens(layout: Layout) -> int:
 
 def repo_files(layout: Layout, key: str) -> dict[str, str]:
     """Path → text of every collected file of one repository (raw records, before any filter)."""
+    from gocoder_assets.eval_report.go_tasks import files_from_records  # noqa: PLC0415
     from gocoder_assets.raw_prs.archive import read_raw  # noqa: PLC0415
 
     path = layout.raw_records_file(key)
     if not path.exists():
         raise FileNotFoundError(f"raw_prs[{key}] not materialized: {path}")
-    return {r["path"]: r["text"] for r in read_raw(path) if r.get("kind") == "file"}
+    return files_from_records(read_raw(path))
 
 
 def mix_records(layout: Layout, keys: Sequence[str]) -> Iterator[dict[str, Any]]:

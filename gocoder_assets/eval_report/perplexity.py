@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gocoder_assets.packed_shards.shard_format import CATEGORIES
-from gocoder_assets.storage import file_sha256, read_json
+from gocoder_assets.storage import file_sha256
 
 UNIGRAM = "unigram (train tokens)"
 EVAL_ROWS = 8  # windows per forward pass: small enough for a 350m model at 1,024 tokens on a 12 GB card
@@ -46,12 +46,9 @@ def check_tokenizer(models: Mapping[str, Path], tokenizer_sha256: str) -> None:
             )
 
 
-def context_of(hf_dir: Path) -> int:
-    return int(read_json(Path(hf_dir) / "config.json")["max_position_embeddings"])
-
-
 def score_table(
-    models: Mapping[str, Path],
+    models: Mapping[str, Any],
+    tokenizer_dir: Path,
     train_shards: Sequence[Path],
     val_shards: Sequence[Path],
     eval_tokens: int,
@@ -59,13 +56,11 @@ def score_table(
 ) -> tuple[list[ScoreRow], dict[str, Any]]:
     """Rows for every model (and the unigram baseline) × (all, NAT, MIX, CODE), plus what the windows were.
 
-    ``device`` is a ``checkpoint.device.DeviceChoice``. The context is the shortest of the models', so
-    a window fits every one of them.
+    ``models`` are loaded causal LMs on ``device`` (a ``checkpoint.device.DeviceChoice``) — the generators'
+    own, so each checkpoint is read once per report — and ``tokenizer_dir`` holds their tokenizer
+    (``check_tokenizer``). The context is the shortest of the models', so a window fits every one of them.
     """
-    import torch  # noqa: PLC0415 - torch loads only when a report is computed
-    from transformers import LlamaForCausalLM  # noqa: PLC0415
-
-    from gocoder_assets.checkpoint.data import TokenStream  # noqa: PLC0415
+    from gocoder_assets.checkpoint.data import TokenStream  # noqa: PLC0415 - heavy imports only when scoring
     from gocoder_assets.checkpoint.device import autocast  # noqa: PLC0415
     from gocoder_assets.checkpoint.evaluate import EvalSet, score_model, score_unigram, unigram_counts  # noqa: PLC0415
     from gocoder_assets.tokenizer_model.train import load_processor, token_byte_lengths  # noqa: PLC0415
@@ -74,16 +69,13 @@ def score_table(
         raise ValueError("no model to score")
     if not val_shards:
         raise ValueError("no val shards: the corpus has no held-out repository (raise val_fraction or add repos)")
-    first = next(iter(models.values()))
-    sp = load_processor(Path(first))
-    ctx = min(context_of(Path(d)) for d in models.values())
+    sp = load_processor(Path(tokenizer_dir))
+    ctx = min(int(m.config.max_position_embeddings) for m in models.values())
     val = TokenStream(list(val_shards))
     eval_set = EvalSet(val, ctx, eval_tokens, token_byte_lengths(sp))
     reports = {}
-    for name, hf_dir in models.items():
-        model = LlamaForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).to(device.device)
+    for name, model in models.items():
         reports[name] = score_model(model, eval_set, EVAL_ROWS, device.device, lambda: autocast(device))
-        del model
     reports[UNIGRAM] = score_unigram(unigram_counts(TokenStream(list(train_shards)), sp.get_piece_size()), eval_set)
     rows = []
     for name, report in reports.items():

@@ -29,10 +29,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gocoder_assets.categorized_records.serialize import MARKER_OF, RESERVED, readable, split_markers
+from gocoder_assets.sft_pairs.pairs import ENTRY
 
-# A top-level discussion entry's label, as categorize writes it and sft_pairs' ``parse_comments`` reads it.
-_FIRST_ENTRY = re.compile(r"(username_\d+(?: \([a-z_]+\)| on [^\n]*?)?): ")
-_ANY_ENTRY = re.compile(r"^(?:username_\d+(?: \([a-z_]+\)| on [^\n]*?)?|…): ", re.M)  # parse_comments' _ENTRY
 # Where a generated comment has run into the next entry. Checked as text arrives, so it must match as soon as
 # the entry is certain: digits are single pieces (split_digits), so ``\nusername_3`` completes on a digit.
 # A comment line that *starts* with a mention (``username_3 said …``) is cut too: names are the same tokens.
@@ -116,11 +114,11 @@ def comment_task(record: dict[str, Any]) -> TextTask | str:
         return "no_comments"
     if not text.startswith("\n", at):
         return "bad_discussion"  # render_comments writes "<COMMENTS>\n" then the entries
-    label = _FIRST_ENTRY.match(text, at + 1)
-    if label is None:
+    label = ENTRY.match(text, at + 1)  # a discussion entry's label, as sft_pairs' parse_comments reads it
+    if label is None or not label.group(1):
         return "no_first_entry"  # e.g. only the "…: [… N more comments]" line
     rest = text[label.end() :]
-    following = _ANY_ENTRY.search(rest)
+    following = ENTRY.search(rest)
     reference = rest[: following.start() if following else len(rest)]
     reference = reference[: m.start()] if (m := RESERVED.search(reference)) else reference
     if not reference.strip():

@@ -13,12 +13,11 @@ import collections
 import dataclasses
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from gocoder_assets.eval_report import held_out
 from gocoder_assets.eval_report.options import EvalOptions
-from gocoder_assets.storage import Layout, atomic_file, file_sha256, read_json, write_json
+from gocoder_assets.storage import Layout, atomic_file, read_json, write_json
 
 REPORT_FILE = "report.json"
 MARKDOWN_FILE = "report.md"
@@ -95,14 +94,15 @@ def evaluate(
     repos = read_repo_list(layout.repo_list_file)
     eval_tokens = options.eval_tokens or held_out.train_eval_tokens(layout)
     log(f"evaluating {', '.join(models)} on {len(val_keys)} held-out repositories")
+    generators = {name: Generator(path, device=device.device) for name, path in models.items()}
     rows, windows = score_table(
-        models,
+        {name: g.model for name, g in generators.items()},
+        models[options.model],
         [layout.shard_file(k) for k in train_keys],
         [layout.shard_file(k) for k in val_keys],
         eval_tokens,
         device,
     )
-    generators = {name: Generator(path, device=device.device) for name, path in models.items()}
     code, code_samples = code_section(layout, repos, val_keys, generators, options, go_settings, log)
     skipped: collections.Counter[str] = collections.Counter()
     comments = comment_tasks(held_out.mix_records(layout, val_keys), options.comment_tasks, counts=skipped)
@@ -124,9 +124,8 @@ def evaluate(
             "eval_tokens": eval_tokens,
             "device": device.device,
         },
-        "models": {
-            n: {"path": str(p), "tokenizer_sha256": file_sha256(Path(p) / "tokenizer.model")} for n, p in models.items()
-        },
+        # check_tokenizer proved every model carries the shards' tokenizer
+        "models": {n: {"path": str(p), "tokenizer_sha256": tokenizer_sha} for n, p in models.items()},
         "held_out_repos": val_keys,
         "perplexity": [dataclasses.asdict(r) for r in rows],
         "windows": windows,

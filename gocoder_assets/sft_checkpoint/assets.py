@@ -11,8 +11,7 @@ from typing import Any
 
 import dagster as dg
 
-from gocoder_assets.checkpoint.assets import checkpoint
-from gocoder_assets.checkpoint.worker import TrainJob, failure_path, launch_command
+from gocoder_assets.checkpoint.assets import checkpoint, launch_training
 from gocoder_assets.checks import require_upstream_checks_passed
 from gocoder_assets.config import with_config
 from gocoder_assets.metadata import markdown_table
@@ -69,21 +68,11 @@ def sft_checkpoint(
         job_path, summary = write_job(layout, options, context.run.run_id, gpu.device, gpu.precision, gpu.compile)
     except NoTrainPairsError as e:
         raise dg.Failure(description=str(e)) from e
-    job = TrainJob.read(job_path)
-    command = launch_command(job_path, gpu.num_processes, gpu.torchrun_args)
-    context.log.info(
+    note = (
         f"{summary['train_pairs']} train / {summary['val_pairs']} val pairs, {summary['pairs_truncated']} cut to the "
-        f"model's context; launching {' '.join(command)}"
+        "model's context; "
     )
-    failure = failure_path(job)
-    failure.unlink(missing_ok=True)
-    pipes = dg.PipesSubprocessClient(env=gpu.launch_env())
-    try:
-        reported = pipes.run(command=command, context=context).get_materialize_result()
-    except Exception as e:  # Pipes' own error type is not public API; the worker's reason is what users need
-        if not failure.exists():
-            raise
-        raise dg.Failure(description=f"fine-tuning process failed: {failure.read_text(encoding='utf-8')}") from e
+    job, reported = launch_training(context, job_path, gpu, "fine-tuning", note)
     reported_meta = {k: getattr(v, "value", v) for k, v in (reported.metadata or {}).items()}
     picture = markdown_image(Path(job.plot_path).read_bytes(), "loss curve")
     # The picture and the base-vs-tuned comparison first: the UI lists metadata in this order.

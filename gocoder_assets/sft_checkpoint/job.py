@@ -18,7 +18,7 @@ from gocoder_assets.checkpoint.worker import TOKENIZER_FILES, TrainJob
 from gocoder_assets.repo_list.repos import read_repo_list
 from gocoder_assets.sft_checkpoint.config import SFTTrainOptions
 from gocoder_assets.sft_checkpoint.data import EncodedPairs, encode_pairs, write_pairs
-from gocoder_assets.storage import Layout, atomic_file, file_sha256, read_json, write_json
+from gocoder_assets.storage import Layout, atomic_file, file_sha256, read_json, weights_identity, write_json
 
 FORMAT_FILE = "sft_format.json"  # the prompt format the model was tuned on, for the Modelfile and the evaluator
 SETTINGS_FILE = "sft_settings.json"  # the settings and encoding counts of the run that made the directory
@@ -156,7 +156,7 @@ def write_job(
     (instruction,) = instructions
     write_json(run_dir / FORMAT_FILE, {"instruction": instruction, "prompt_template": PROMPT_TEMPLATE})
     cfg = options.train_config(ctx, preset_name(model_config), compile_model)
-    weights = {p.name: file_sha256(p) for p in sorted(base.glob("*.safetensors"))}
+    weights = weights_identity(base)
     write_json(
         run_dir / SETTINGS_FILE,
         {"options": asdict(options), "train_config": asdict(cfg), "encoding": summary, "base_weights": weights},

@@ -50,7 +50,7 @@ RESPONSE_HEADER = "### Response:\n"
 
 # A top-level discussion entry: ``username_3: …``, ``username_1 (approved): …``, ``username_2 on a.go:12: …``
 # (categorize._discussion / _change), or the ``…: [… N more comments]`` line.
-_ENTRY = re.compile(r"^(username_\d+)(?: \(([a-z_]+)\)| on [^\n]*?)?: |^…: ", re.M)
+ENTRY = re.compile(r"^(username_\d+)(?: \(([a-z_]+)\)| on [^\n]*?)?: |^…: ", re.M)
 _SUMMARY_STATES = ("approved", "commented")
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
 _CHECKBOX = re.compile(r"^\s*[-*] \[[ xX]\].*$", re.M)
@@ -124,7 +124,7 @@ def parse_change(text: str) -> ChangeParts:
 
 def parse_comments(run: str) -> tuple[Comment, ...]:
     """The ``author: body`` entries of a discussion (bodies may span lines: an entry ends where the next begins)."""
-    starts = list(_ENTRY.finditer(run))
+    starts = list(ENTRY.finditer(run))
     out = []
     ends = [m.start() for m in starts[1:]] + [len(run)] * bool(starts)
     for m, end in zip(starts, ends, strict=True):
